@@ -1,0 +1,260 @@
+"""Pyro5 wire protocol 502, without I/O.
+
+A frame is a 40-byte header, then annotation chunks, then the payload::
+
+    !4sHBBHHII16sHH   tag "PYRO", version 502, type, serializer id, flags, seq,
+                      payload length, annotations length, correlation id,
+                      reserved 0, magic 0x4dc5
+    !4sI + bytes      one annotation chunk (repeated)
+    bytes             payload (zlib-compressed when FLAGS_COMPRESSED)
+
+:func:`encode` turns a :class:`Message` into bytes. A :class:`MessageReader` is
+fed bytes in chunks of any size and hands out whole messages; it judges every
+header field the moment the bytes holding it are in, so a hostile peer is
+refused before it can make us read or allocate a body.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from .errors import MessageTooLargeError, ProtocolError
+
+__all__ = [
+    "FLAGS_BATCH",
+    "FLAGS_COMPRESSED",
+    "FLAGS_CORR_ID",
+    "FLAGS_EXCEPTION",
+    "FLAGS_ITEMSTREAMRESULT",
+    "FLAGS_KEEPSERIALIZED",
+    "FLAGS_ONEWAY",
+    "HEADER_SIZE",
+    "MAGIC",
+    "MSG_CONNECT",
+    "MSG_CONNECTFAIL",
+    "MSG_CONNECTOK",
+    "MSG_INVOKE",
+    "MSG_PING",
+    "MSG_RESULT",
+    "NO_CORR_ID",
+    "PROTOCOL_VERSION",
+    "Message",
+    "MessageReader",
+    "encode",
+]
+
+TAG = b"PYRO"
+PROTOCOL_VERSION = 502
+MAGIC = 0x4DC5
+HEADER = struct.Struct("!4sHBBHHII16sHH")
+HEADER_SIZE = HEADER.size  # 40
+ANNOTATION = struct.Struct("!4sI")
+NO_CORR_ID = bytes(16)
+
+MSG_CONNECT = 1
+MSG_CONNECTOK = 2
+MSG_CONNECTFAIL = 3
+MSG_INVOKE = 4
+MSG_RESULT = 5
+MSG_PING = 6
+MESSAGE_TYPES = frozenset(range(MSG_CONNECT, MSG_PING + 1))
+
+FLAGS_EXCEPTION = 1 << 0
+FLAGS_COMPRESSED = 1 << 1
+FLAGS_ONEWAY = 1 << 2
+FLAGS_BATCH = 1 << 3
+FLAGS_ITEMSTREAMRESULT = 1 << 4
+FLAGS_KEEPSERIALIZED = 1 << 5
+FLAGS_CORR_ID = 1 << 6
+
+#: Pyro5 only compresses payloads longer than this.
+COMPRESS_THRESHOLD = 100
+
+_VERSION_BYTES = struct.pack("!H", PROTOCOL_VERSION)
+
+
+@dataclass(slots=True)
+class Message:
+    """One protocol-502 frame, decoded from or about to become bytes.
+
+    ``data`` is the payload as the serializer produced it (never compressed
+    here: compression is a property of the encoding, see :func:`encode`).
+    ``corr_id`` is the 16-byte correlation id; ``FLAGS_CORR_ID`` is set by
+    :func:`encode` whenever it is not all zeros.
+    """
+
+    type: int
+    serializer_id: int
+    seq: int
+    data: bytes
+    flags: int = 0
+    annotations: dict[str, bytes] = field(default_factory=dict)
+    corr_id: bytes = NO_CORR_ID
+
+
+def encode(msg: Message, *, compress: bool = False) -> bytes:
+    """The bytes of ``msg`` on the wire.
+
+    With ``compress`` the payload is zlib-compressed when it is longer than
+    100 bytes, as Pyro5 does, and ``FLAGS_COMPRESSED`` is set.
+    """
+    data = msg.data
+    flags = msg.flags & ~FLAGS_COMPRESSED
+    if compress and len(data) > COMPRESS_THRESHOLD:
+        data = zlib.compress(data)
+        flags |= FLAGS_COMPRESSED
+    corr_id = msg.corr_id
+    if corr_id != NO_CORR_ID:
+        flags |= FLAGS_CORR_ID
+    if len(corr_id) != 16:
+        raise ValueError("correlation id must be 16 bytes")
+    if msg.annotations:
+        chunks = []
+        for key, value in msg.annotations.items():
+            tag = key.encode("ascii")
+            if len(tag) != 4:
+                raise ValueError(f"annotation key must be 4 ASCII characters, not {key!r}")
+            chunks.append(ANNOTATION.pack(tag, len(value)))
+            chunks.append(value)
+        ann = b"".join(chunks)
+    else:
+        ann = b""
+    header = HEADER.pack(
+        TAG,
+        PROTOCOL_VERSION,
+        msg.type,
+        msg.serializer_id,
+        flags,
+        msg.seq & 0xFFFF,
+        len(data),
+        len(ann),
+        corr_id,
+        0,
+        MAGIC,
+    )
+    return b"".join((header, ann, data))
+
+
+class MessageReader:
+    """Turns a byte stream into :class:`Message` objects; does no I/O.
+
+    Feed it whatever the socket gave (:meth:`feed`), then take the messages
+    that are complete (:meth:`next_message` until it returns ``None``). Every
+    error is a :class:`~remoteobj.errors.ProtocolError`; after one, the
+    stream is out of sync and the connection must be closed.
+
+    ``max_message_size`` bounds the body (annotations plus payload) as
+    announced by the header *and* the payload after decompression.
+    """
+
+    __slots__ = ("_buf", "_header", "_max", "allow_compressed")
+
+    def __init__(self, max_message_size: int, *, allow_compressed: bool = True) -> None:
+        self._buf = bytearray()
+        self._max = max_message_size
+        self._header: tuple[int, int, int, int, int, int, bytes] | None = None
+        self.allow_compressed = allow_compressed
+
+    @property
+    def in_frame(self) -> bool:
+        """Whether part of a frame is buffered (a frame deadline should be running)."""
+        return bool(self._buf) or self._header is not None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet handed out as messages."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Add received bytes; checks what it can of a header at once."""
+        self._buf += data
+        if self._header is None:
+            self._check_prefix()
+
+    def next_message(self) -> Message | None:
+        """The next complete message, or ``None`` if more bytes are needed."""
+        buf = self._buf
+        header = self._header
+        if header is None:
+            if len(buf) < HEADER_SIZE:
+                return None
+            header = self._header = self._parse_header()
+        msg_type, ser_id, flags, seq, data_len, ann_len, corr_id = header
+        end = HEADER_SIZE + ann_len + data_len
+        if len(buf) < end:
+            return None
+        annotations = _parse_annotations(buf, HEADER_SIZE, ann_len) if ann_len else {}
+        data = bytes(buf[HEADER_SIZE + ann_len : end])
+        del buf[:end]
+        self._header = None
+        if buf:
+            self._check_prefix()
+        if flags & FLAGS_COMPRESSED:
+            if not self.allow_compressed:
+                raise ProtocolError("compressed message refused: compression is not enabled")
+            data = _bounded_decompress(data, self._max)
+            flags &= ~FLAGS_COMPRESSED
+        return Message(msg_type, ser_id, seq, data, flags, annotations, corr_id)
+
+    def _check_prefix(self) -> None:
+        # Judge the tag and version as soon as their bytes are in, so an HTTP
+        # request or a TLS ClientHello is refused after 4-6 bytes.
+        buf = self._buf
+        n = min(len(buf), 4)
+        if buf[:n] != TAG[:n]:
+            raise ProtocolError("invalid data: not a Pyro protocol message")
+        if len(buf) >= 6 and buf[4:6] != _VERSION_BYTES:
+            version = int.from_bytes(buf[4:6], "big")
+            raise ProtocolError(
+                f"invalid protocol version: {version} (this side speaks {PROTOCOL_VERSION})"
+            )
+
+    def _parse_header(self) -> tuple[int, int, int, int, int, int, bytes]:
+        (_, _, msg_type, ser_id, flags, seq, data_len, ann_len, corr_id, _, magic) = (
+            HEADER.unpack_from(self._buf)
+        )
+        if magic != MAGIC:
+            raise ProtocolError("invalid data: bad magic number")
+        if msg_type not in MESSAGE_TYPES:
+            raise ProtocolError(f"invalid message type {msg_type}")
+        if data_len + ann_len > self._max:
+            raise MessageTooLargeError(
+                f"message too large: {data_len + ann_len} bytes, limit {self._max}"
+            )
+        return msg_type, ser_id, flags, seq, data_len, ann_len, corr_id
+
+
+def _parse_annotations(buf: bytearray, start: int, length: int) -> dict[str, bytes]:
+    annotations: dict[str, bytes] = {}
+    pos, end = start, start + length
+    while pos < end:
+        if end - pos < ANNOTATION.size:
+            raise ProtocolError("invalid annotations: truncated chunk header")
+        key, size = ANNOTATION.unpack_from(buf, pos)
+        pos += ANNOTATION.size
+        if size > end - pos:
+            raise ProtocolError("invalid annotations: chunk longer than the annotations")
+        try:
+            name = key.decode("ascii")
+        except UnicodeDecodeError:
+            raise ProtocolError("invalid annotations: key is not ASCII") from None
+        annotations[name] = bytes(buf[pos : pos + size])
+        pos += size
+    return annotations
+
+
+def _bounded_decompress(data: bytes, limit: int) -> bytes:
+    # Never let a small compressed frame expand past the size limit (zip bomb):
+    # ask zlib for at most limit+1 bytes and refuse if it had more to give.
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise ProtocolError(f"invalid compressed data: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise MessageTooLargeError(f"message too large after decompression: limit {limit}")
+    if not inflater.eof:
+        raise ProtocolError("invalid compressed data: truncated stream")
+    return out

@@ -1,0 +1,69 @@
+"""Config: frozen, validated, read from REMOTEOBJ_<FIELD> variables."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from remoteobj.config import Config
+
+
+def test_defaults_are_the_documented_limits() -> None:
+    c = Config()
+    assert c.max_message_size == 4 * 1024 * 1024
+    assert c.commtimeout == 30.0
+    assert c.first_frame_timeout == c.frame_timeout == 10.0
+    assert c.max_connections == 1024
+    assert c.max_batch == 1000
+    assert "marshal" not in c.accepted_serializers
+    assert c.serializer == "serpent"
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Config().commtimeout = 1  # type: ignore[misc]
+
+
+def test_env_variables_set_fields_by_type() -> None:
+    c = Config.from_env({
+        "REMOTEOBJ_COMMTIMEOUT": "2.5", "REMOTEOBJ_NS_PORT": "9999",
+        "REMOTEOBJ_COMPRESSION": "on", "REMOTEOBJ_ACCEPTED_SERIALIZERS": "json, serpent",
+        "REMOTEOBJ_KEEPALIVE": "5,6,7", "REMOTEOBJ_NS_BCHOST": "none", "PATH": "/bin",
+    })  # fmt: skip
+    assert c.commtimeout == 2.5
+    assert c.ns_port == 9999
+    assert c.compression is True
+    assert c.accepted_serializers == {"json", "serpent"}
+    assert c.keepalive == (5, 6, 7)
+    assert c.ns_bchost is None
+
+
+def test_overrides_win_over_the_environment() -> None:
+    assert Config.from_env({"REMOTEOBJ_HOST": "a"}, host="b").host == "b"
+
+
+def test_unknown_variable_is_an_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="REMOTEOBJ_COMMTIMOUT"):
+        Config.from_env({"REMOTEOBJ_COMMTIMOUT": "5"})
+
+
+def test_unparsable_value_is_an_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="REMOTEOBJ_COMPRESSION"):
+        Config.from_env({"REMOTEOBJ_COMPRESSION": "maybe"})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"serializer": "pickle"}, {"workers": 0}, {"ns_port": 70000}, {"commtimeout": -1},
+     {"accepted_serializers": frozenset({"pickle"})}, {"ns_renew": 30.0, "ns_lease": 30.0}],
+)  # fmt: skip
+def test_invalid_values_are_refused(changes: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="invalid Config"):
+        Config(**changes)  # type: ignore[arg-type]
+
+
+def test_replace_validates_too() -> None:
+    assert Config().replace(workers=2).workers == 2
+    with pytest.raises(ValueError):
+        Config().replace(workers=-1)

@@ -1,0 +1,208 @@
+"""The sans-IO framing of protocol 502: what goes in as bytes comes out as messages."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from remoteobj import protocol as p
+from remoteobj.errors import MessageTooLargeError, ProtocolError
+
+LIMIT = 64 * 1024
+
+# Produced by Pyro5 5.17 itself (see PYRO5-WIRE.md 2.1): INVOKE, serpent, seq 1,
+# annotation XYZW=b"abc", payload b"payload".
+PYRO5_INVOKE = bytes.fromhex(
+    "5059524f01f6040100000001000000070000000b" + "00" * 16 + "00004dc5"
+    "58595a5700000003616263" "7061796c6f6164"
+)
+
+
+def read_all(data: bytes, chunk: int = 1, limit: int = LIMIT) -> list[p.Message]:
+    reader = p.MessageReader(limit)
+    out = []
+    for i in range(0, len(data), chunk):
+        reader.feed(data[i : i + chunk])
+        while (msg := reader.next_message()) is not None:
+            out.append(msg)
+    assert not reader.in_frame
+    return out
+
+
+messages = st.builds(
+    p.Message,
+    type=st.sampled_from(sorted(p.MESSAGE_TYPES)),
+    serializer_id=st.integers(0, 255),
+    seq=st.integers(0, 0xFFFF),
+    data=st.binary(max_size=2000),
+    flags=st.sampled_from([0, p.FLAGS_EXCEPTION, p.FLAGS_ONEWAY, p.FLAGS_BATCH]),
+    annotations=st.dictionaries(
+        st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=4, max_size=4),
+        st.binary(max_size=50),
+        max_size=3,
+    ),
+    corr_id=st.one_of(st.just(p.NO_CORR_ID), st.binary(min_size=16, max_size=16)),
+)
+
+
+def test_encodes_exactly_what_pyro5_sends() -> None:
+    msg = p.Message(p.MSG_INVOKE, 1, 1, b"payload", annotations={"XYZW": b"abc"})
+    assert p.encode(msg) == PYRO5_INVOKE
+
+
+def test_reads_pyro5_frame_fed_one_byte_at_a_time() -> None:
+    (msg,) = read_all(PYRO5_INVOKE, chunk=1)
+    assert (msg.type, msg.serializer_id, msg.seq, msg.data) == (p.MSG_INVOKE, 1, 1, b"payload")
+    assert msg.annotations == {"XYZW": b"abc"}
+    assert msg.corr_id == p.NO_CORR_ID
+
+
+@given(st.lists(messages, min_size=1, max_size=5), st.integers(1, 97))
+@settings(max_examples=200)
+def test_any_messages_survive_any_chunking(msgs: list[p.Message], chunk: int) -> None:
+    stream = b"".join(p.encode(m) for m in msgs)
+    got = read_all(stream, chunk)
+    assert len(got) == len(msgs)
+    for sent, received in zip(msgs, got, strict=True):
+        assert received.data == sent.data
+        assert received.annotations == sent.annotations
+        assert received.corr_id == sent.corr_id
+        assert (received.type, received.serializer_id, received.seq) == (
+            sent.type, sent.serializer_id, sent.seq,
+        )
+        expected_flags = sent.flags | (p.FLAGS_CORR_ID if sent.corr_id != p.NO_CORR_ID else 0)
+        assert received.flags == expected_flags
+
+
+def test_compressed_payload_round_trips_and_flag_is_cleared() -> None:
+    data = b"abc" * 1000
+    frame = p.encode(p.Message(p.MSG_RESULT, 1, 7, data), compress=True)
+    assert len(frame) < len(data)
+    (msg,) = read_all(frame, chunk=len(frame))
+    assert msg.data == data
+    assert not msg.flags & p.FLAGS_COMPRESSED
+
+
+def test_short_payloads_are_not_compressed() -> None:
+    frame = p.encode(p.Message(p.MSG_RESULT, 1, 7, b"x" * 100), compress=True)
+    assert frame.endswith(b"x" * 100)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "error"),
+    [
+        (b"GET / HTTP/1.1\r\n", "not a Pyro protocol message"),
+        (b"\x16\x03\x01\x02\x00\x01", "not a Pyro protocol message"),  # TLS ClientHello
+        (b"PYRO\x01\xf5", "invalid protocol version: 501"),
+        (b"PYRO\x00\x30", "invalid protocol version: 48"),  # Pyro4's version 48
+    ],
+)
+def test_foreign_bytes_are_refused_before_a_header_is_complete(prefix: bytes, error: str) -> None:
+    reader = p.MessageReader(LIMIT)
+    with pytest.raises(ProtocolError, match=error):
+        for i in range(len(prefix)):
+            reader.feed(prefix[i : i + 1])
+
+
+def header(**fields: int | bytes) -> bytes:
+    values = dict(tag=b"PYRO", version=502, type=4, ser=1, flags=0, seq=1, data_len=0,
+                  ann_len=0, corr=bytes(16), reserved=0, magic=0x4DC5)  # fmt: skip
+    values.update(fields)
+    return p.HEADER.pack(*values.values())
+
+
+def test_bad_magic_is_refused() -> None:
+    reader = p.MessageReader(LIMIT)
+    reader.feed(header(magic=0x1234))
+    with pytest.raises(ProtocolError, match="magic"):
+        reader.next_message()
+
+
+def test_unknown_message_type_is_refused() -> None:
+    reader = p.MessageReader(LIMIT)
+    reader.feed(header(type=9))
+    with pytest.raises(ProtocolError, match="message type 9"):
+        reader.next_message()
+
+
+def test_oversize_length_is_refused_as_soon_as_the_header_is_in() -> None:
+    reader = p.MessageReader(LIMIT)
+    reader.feed(header(data_len=1000 * 1024 * 1024))  # claims 1000 MiB, sends nothing
+    with pytest.raises(MessageTooLargeError, match="too large"):
+        reader.next_message()
+    assert reader.buffered == p.HEADER_SIZE  # nothing was allocated for the body
+
+
+def test_annotation_lengths_that_lie_are_refused() -> None:
+    chunk = struct.pack("!4sI", b"ABCD", 50) + b"x" * 5  # claims 50 bytes, has 5
+    reader = p.MessageReader(LIMIT)
+    reader.feed(header(ann_len=len(chunk)) + chunk)
+    with pytest.raises(ProtocolError, match="annotations"):
+        reader.next_message()
+
+
+def test_truncated_annotation_chunk_header_is_refused() -> None:
+    reader = p.MessageReader(LIMIT)
+    reader.feed(header(ann_len=3) + b"ABC")
+    with pytest.raises(ProtocolError, match="truncated"):
+        reader.next_message()
+
+
+def test_compression_bomb_is_refused_without_inflating_it() -> None:
+    bomb = zlib.compress(b"\0" * (50 * 1024 * 1024), 9)  # ~50 KiB that would become 50 MiB
+    frame = header(data_len=len(bomb), flags=p.FLAGS_COMPRESSED) + bomb
+    reader = p.MessageReader(LIMIT)
+    reader.feed(frame)
+    with pytest.raises(MessageTooLargeError, match="after decompression"):
+        reader.next_message()
+
+
+def test_compressed_frames_are_refused_when_compression_is_off() -> None:
+    frame = p.encode(p.Message(p.MSG_INVOKE, 1, 1, b"y" * 500), compress=True)
+    reader = p.MessageReader(LIMIT, allow_compressed=False)
+    reader.feed(frame)
+    with pytest.raises(ProtocolError, match="compression is not enabled"):
+        reader.next_message()
+
+
+def test_corrupt_compressed_data_is_a_protocol_error() -> None:
+    reader = p.MessageReader(LIMIT)
+    reader.feed(header(data_len=10, flags=p.FLAGS_COMPRESSED) + b"not zlib!!")
+    with pytest.raises(ProtocolError, match="compressed"):
+        reader.next_message()
+
+
+@given(st.binary(min_size=p.HEADER_SIZE, max_size=200), st.integers(0, 39), st.integers(0, 255))
+@settings(max_examples=500)
+def test_mutated_headers_raise_only_protocol_errors(tail: bytes, pos: int, byte: int) -> None:
+    frame = bytearray(PYRO5_INVOKE)
+    frame[pos] = byte
+    reader = p.MessageReader(LIMIT)
+    try:
+        reader.feed(bytes(frame) + tail)
+        while reader.next_message() is not None:
+            pass
+    except ProtocolError:
+        pass
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_raise_only_protocol_errors(data: bytes) -> None:
+    reader = p.MessageReader(LIMIT)
+    try:
+        reader.feed(data)
+        while reader.next_message() is not None:
+            pass
+    except ProtocolError:
+        pass
+
+
+def test_encode_rejects_bad_annotation_keys_and_correlation_ids() -> None:
+    with pytest.raises(ValueError, match="4 ASCII"):
+        p.encode(p.Message(p.MSG_INVOKE, 1, 1, b"", annotations={"TOOLONG": b""}))
+    with pytest.raises(ValueError, match="16 bytes"):
+        p.encode(p.Message(p.MSG_INVOKE, 1, 1, b"", corr_id=b"short"))
