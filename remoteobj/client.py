@@ -1,0 +1,731 @@
+"""Proxies: one protocol core without I/O, and two thin shells over it.
+
+- :class:`CallCore` knows the protocol side of a proxy: the handshake, the
+  metadata, sequence numbers, building INVOKE frames and turning RESULT
+  frames into values or raised exceptions. It does no I/O.
+- :class:`Proxy` is the blocking shell. One proxy may be used by many threads
+  at once: their requests share one connection and their replies are matched
+  by sequence number. Whichever waiting thread holds the *reader* role reads
+  the socket and hands other threads their replies, so a single caller reads
+  its own reply with no thread hop at all.
+- :class:`AsyncProxy` is the asyncio shell: many calls in flight on one
+  connection, replies routed to futures by a reader task.
+
+Names starting with ``_`` are local (``_release()``, ``_bind()``,
+``_timeout``...), never remote, so they cannot collide with remote names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import select
+import socket
+import threading
+import time
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import protocol as p
+from .config import Config
+from .context import current_context
+from .errors import (
+    CommunicationError,
+    ConnectionClosedError,
+    ProtocolError,
+    SerializeError,
+    TimeoutError,
+)
+from .serializers import (
+    DecodeLimits,
+    get_serializer,
+    register_class_to_dict,
+    register_dict_to_class,
+)
+from .uri import URI
+
+__all__ = ["AsyncProxy", "CallCore", "Proxy", "RemoteMeta"]
+
+log = logging.getLogger(__name__)
+
+RECV_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteMeta:
+    """What the remote object exposes, as told by the daemon at connect time."""
+
+    methods: frozenset[str]
+    oneway: frozenset[str]
+    attrs: frozenset[str]
+
+    @classmethod
+    def from_wire(cls, meta: Any) -> RemoteMeta:
+        """Read Pyro5's ``meta`` dict (sets, or lists/tuples in json/serpent)."""
+        if not isinstance(meta, Mapping):
+            raise ProtocolError("invalid connect reply: no metadata")
+
+        def names(key: str) -> frozenset[str]:
+            value = meta.get(key) or ()
+            if not isinstance(value, (set, frozenset, list, tuple)):
+                raise ProtocolError(f"invalid connect reply: metadata {key!r} is not a collection")
+            return frozenset(str(v) for v in value)
+
+        return cls(names("methods"), names("oneway"), names("attrs"))
+
+
+class CallCore:
+    """The protocol logic of a proxy, without I/O; shared by both shells."""
+
+    __slots__ = ("config", "handshake", "handshake_response", "limits", "meta", "object_id",
+                 "serializer", "uri")  # fmt: skip
+
+    def __init__(self, uri: URI, config: Config) -> None:
+        self.uri = uri
+        self.config = config
+        self.object_id = uri.object
+        self.serializer = get_serializer(config.serializer)
+        self.limits = DecodeLimits.from_config(config)
+        self.handshake: Any = config.handshake
+        self.handshake_response: Any = None
+        self.meta: RemoteMeta | None = None
+
+    def connect_frame(self) -> bytes:
+        """The CONNECT frame that opens a connection to this proxy's object."""
+        payload = self.serializer.dumps({"handshake": self.handshake, "object": self.object_id})
+        ctx = current_context()
+        corr = ctx.correlation_id.bytes if ctx.correlation_id is not None else p.NO_CORR_ID
+        msg = p.Message(p.MSG_CONNECT, self.serializer.serializer_id, 0, payload,
+                        annotations=ctx.annotations, corr_id=corr)  # fmt: skip
+        return p.encode(msg)
+
+    def on_connect_reply(self, msg: p.Message) -> None:
+        """Check the daemon's answer to CONNECT; store the metadata or raise."""
+        if msg.type == p.MSG_CONNECTFAIL:
+            try:
+                reason = get_serializer(msg.serializer_id).loads(msg.data, self.limits)
+            except SerializeError:
+                reason = "(unreadable reason)"
+            raise CommunicationError(f"connection to {self.uri} rejected: {reason}")
+        if msg.type != p.MSG_CONNECTOK:
+            raise ProtocolError(f"invalid msg type {msg.type} received in reply to connect")
+        if msg.serializer_id != self.serializer.serializer_id:
+            raise SerializeError("invalid serializer in response")
+        data = self.serializer.loads(msg.data, self.limits)
+        if not isinstance(data, Mapping):
+            raise ProtocolError("invalid connect reply")
+        meta = RemoteMeta.from_wire(data.get("meta"))
+        if not meta.methods and not meta.attrs:
+            raise CommunicationError(f"remote object {self.uri} exposes nothing")
+        self.meta = meta
+        self.handshake_response = data.get("handshake")
+
+    def invoke_frame(self, seq: int, method: str, args: Sequence[Any],
+                     kwargs: Mapping[str, Any] | None, flags: int = 0) -> bytes:  # fmt: skip
+        """An INVOKE frame, carrying the caller's correlation id and annotations."""
+        data = self.serializer.dumps_call(self.object_id, method, args, kwargs)
+        ctx = current_context()
+        corr = ctx.correlation_id.bytes if ctx.correlation_id is not None else p.NO_CORR_ID
+        msg = p.Message(p.MSG_INVOKE, self.serializer.serializer_id, seq, data, flags,
+                        ctx.annotations, corr)  # fmt: skip
+        return p.encode(msg, compress=self.config.compression)
+
+    def is_oneway(self, method: str) -> bool:
+        """Whether calls of ``method`` get no reply (the daemon marked it @oneway)."""
+        return self.meta is not None and method in self.meta.oneway
+
+    def check_method(self, name: str) -> None:
+        """Raise :class:`AttributeError` unless ``name`` is an exposed remote method."""
+        if self.meta is not None and name not in self.meta.methods:
+            raise AttributeError(f"remote object '{self.uri}' has no exposed method {name!r}")
+
+    def result(self, msg: p.Message) -> Any:
+        """The value a RESULT frame carries; raises the remote exception if it carries one."""
+        if msg.type != p.MSG_RESULT:
+            raise ProtocolError(f"invalid msg type {msg.type} received in reply to a call")
+        if msg.serializer_id != self.serializer.serializer_id:
+            raise SerializeError("invalid serializer in response")
+        if msg.annotations:
+            current_context().response_annotations = msg.annotations
+        data = self.serializer.loads(msg.data, self.limits)
+        if msg.flags & p.FLAGS_ITEMSTREAMRESULT:
+            raise ProtocolError("the remote method returned an iterator; streams need a newer proxy")
+        if msg.flags & p.FLAGS_EXCEPTION:
+            if isinstance(data, BaseException):
+                raise data
+            raise ProtocolError(f"invalid exception reply: {data!r}")
+        return data
+
+
+def _resolve(uri: URI | str, config: Config) -> URI:
+    uri = uri if isinstance(uri, URI) else URI(uri)
+    if uri.protocol == "PYRO":
+        return uri
+    from .naming import resolve  # the name service sits above the proxies
+
+    return resolve(uri, config)
+
+
+def _open_socket(uri: URI, timeout: float | None) -> socket.socket:
+    try:
+        if uri.sockname is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(uri.sockname)
+        else:
+            assert uri.host is not None and uri.port is not None
+            sock = socket.create_connection((uri.host, uri.port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except builtins.TimeoutError as exc:
+        raise TimeoutError(f"connecting to {uri.location} timed out") from exc
+    except OSError as exc:
+        raise CommunicationError(f"cannot connect to {uri.location}: {exc}") from exc
+    return sock
+
+
+
+
+class _Waiter:
+    """One thread waiting for its reply on a shared connection."""
+
+    __slots__ = ("error", "msg", "signaled", "wake")
+
+    def __init__(self) -> None:
+        self.msg: p.Message | None = None
+        self.error: BaseException | None = None
+        self.signaled = False
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+
+class _SyncConnection:
+    """A blocking connection shared by threads (leader/follower reading)."""
+
+    def __init__(self, sock: socket.socket, core: CallCore) -> None:
+        self.sock = sock
+        self.reader = p.MessageReader(core.config.max_message_size,
+                                      allow_compressed=True)  # fmt: skip
+        self.lock = threading.Lock()
+        self.send_lock = threading.Lock()
+        self.pending: dict[int, _Waiter] = {}
+        self.reading = False
+        self.broken: BaseException | None = None
+        self.seq = 0
+
+    def register(self) -> tuple[int, _Waiter]:
+        waiter = _Waiter()
+        with self.lock:
+            if self.broken is not None:
+                raise ConnectionClosedError(f"connection lost: {self.broken}", sent=False)
+            seq = self.seq
+            while True:
+                seq = (seq + 1) & 0xFFFF
+                if seq not in self.pending:
+                    break
+            self.seq = seq
+            self.pending[seq] = waiter
+        return seq, waiter
+
+    def forget(self, seq: int) -> None:
+        with self.lock:
+            self.pending.pop(seq, None)
+
+    def looks_dead(self) -> bool:
+        """With nothing in flight, a readable socket means EOF or junk: the peer is gone."""
+        with self.lock:
+            if self.pending or self.reading:
+                return False
+        try:
+            ready, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(ready)
+
+    def send(self, data: bytes, timeout: float | None) -> None:
+        with self.send_lock:
+            try:
+                self.sock.settimeout(timeout)
+                self.sock.sendall(data)
+            except OSError as exc:
+                self.fail(exc)
+                raise ConnectionClosedError(f"sending failed: {exc}", sent=False) from exc
+
+    def wait(self, seq: int, waiter: _Waiter, deadline: float | None) -> p.Message:
+        while True:
+            with self.lock:
+                if waiter.msg is not None or waiter.error is not None:
+                    break
+                leader = not self.reading
+                if leader:
+                    self.reading = True
+            if leader:
+                try:
+                    self._read_some(deadline)
+                except builtins.TimeoutError:
+                    self._step_down(seq, waiter)
+                    raise TimeoutError("call timed out waiting for the reply") from None
+                finally:
+                    self._step_down_if_done(waiter)
+                continue
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                self._step_down(seq, waiter)
+                raise TimeoutError("call timed out waiting for the reply")
+            if waiter.wake.acquire(timeout=-1 if remaining is None else remaining):
+                with self.lock:
+                    waiter.signaled = False  # consumed; a signal is pending until acquired
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.msg is not None
+        return waiter.msg
+
+    def _read_some(self, deadline: float | None) -> None:
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if remaining == 0.0:
+            raise builtins.TimeoutError
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except builtins.TimeoutError:
+            raise
+        except OSError as exc:
+            self.fail(exc)
+            return
+        if not data:
+            self.fail(ConnectionResetError("connection closed by the server"))
+            return
+        try:
+            self.reader.feed(data)
+            msgs = []
+            while (msg := self.reader.next_message()) is not None:
+                msgs.append(msg)
+        except ProtocolError as exc:
+            self.fail(exc)
+            return
+        with self.lock:
+            for msg in msgs:
+                waiter = self.pending.pop(msg.seq, None)
+                if waiter is None:
+                    log.debug("dropping a reply nobody waits for (seq %d)", msg.seq)
+                    continue
+                waiter.msg = msg
+                self._signal(waiter)
+
+    def _signal(self, waiter: _Waiter) -> None:
+        if not waiter.signaled:
+            waiter.signaled = True
+            waiter.wake.release()
+
+    def _step_down_if_done(self, waiter: _Waiter) -> None:
+        with self.lock:
+            if waiter.msg is None and waiter.error is None:
+                self.reading = False
+                return
+            self.reading = False
+            for other in self.pending.values():  # hand the reader role on
+                if other.msg is None and other.error is None:
+                    self._signal(other)
+                    break
+
+    def _step_down(self, seq: int, waiter: _Waiter) -> None:
+        with self.lock:
+            self.pending.pop(seq, None)
+            waiter.error = TimeoutError("call timed out waiting for the reply")
+
+    def fail(self, exc: BaseException) -> None:
+        """The connection is gone: every waiting call fails, the next call reconnects."""
+        with self.lock:
+            if self.broken is None:
+                self.broken = exc
+            for waiter in self.pending.values():
+                waiter.error = ConnectionClosedError(f"connection lost: {exc}", sent=True)
+                self._signal(waiter)
+            self.pending.clear()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def close(self) -> None:
+        self.fail(ConnectionAbortedError("proxy released"))
+
+
+class _RemoteMethod:
+    """A bound remote method of a :class:`Proxy`."""
+
+    __slots__ = ("_name", "_proxy")
+
+    def __init__(self, proxy: Proxy, name: str) -> None:
+        self._proxy = proxy
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._proxy._invoke(self._name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._name} of {self._proxy._uri}>"
+
+
+class Proxy:
+    """A blocking proxy for a remote object; safe to share between threads.
+
+    ``Proxy("PYRO:obj@host:port")``, ``Proxy("PYRONAME:name")`` or
+    ``Proxy("PYROMETA:tag")``. It connects on first use (or :meth:`_bind`),
+    reconnects on the next call after the connection was lost, and never
+    repeats a call on its own. Calls time out after ``_timeout`` seconds
+    (``Config.commtimeout``, 30 by default; ``None`` waits forever).
+    """
+
+    def __init__(self, uri: URI | str, *, config: Config | None = None) -> None:
+        cfg = config if config is not None else Config()
+        target = uri if isinstance(uri, URI) else URI(uri)
+        object.__setattr__(self, "_uri", target)
+        object.__setattr__(self, "_config", cfg)
+        object.__setattr__(self, "_core", None)
+        object.__setattr__(self, "_conn", None)
+        object.__setattr__(self, "_connect_lock", threading.Lock())
+        object.__setattr__(self, "_timeout", cfg.commtimeout or None)
+        object.__setattr__(self, "_preset_meta", None)
+
+    _uri: URI
+    _config: Config
+    _core: CallCore | None
+    _conn: _SyncConnection | None
+    _connect_lock: threading.Lock
+    #: Seconds a call may take (``None``: no limit). Local, never remote.
+    _timeout: float | None
+    _preset_meta: RemoteMeta | None
+
+    # --- local controls ---------------------------------------------------------
+
+    def _bind(self) -> None:
+        """Connect now (fetching the metadata) rather than on first use."""
+        self._connection()
+
+    def _release(self) -> None:
+        """Close the connection; the next call opens a new one."""
+        with self._connect_lock:
+            conn = self._conn
+            object.__setattr__(self, "_conn", None)
+        if conn is not None:
+            conn.close()
+
+    @property
+    def _meta(self) -> RemoteMeta:
+        """The remote object's exposed members (connects if needed)."""
+        self._connection()
+        assert self._core is not None and self._core.meta is not None
+        return self._core.meta
+
+    def __enter__(self) -> Proxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            conn = self._conn
+            if conn is not None:
+                conn.close()
+
+    def __repr__(self) -> str:
+        return f"<remoteobj.Proxy for {self._uri}>"
+
+    def __copy__(self) -> Proxy:
+        return Proxy(self._uri, config=self._config)
+
+    # --- remote access ----------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)  # local names are never remote
+        self._connection()
+        core = self._core
+        assert core is not None and core.meta is not None
+        if name in core.meta.attrs:
+            return self._invoke("__getattr__", (name,), None)
+        core.check_method(name)
+        return _RemoteMethod(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+            return
+        self._connection()
+        assert self._core is not None and self._core.meta is not None
+        if name in self._core.meta.attrs:
+            self._invoke("__setattr__", (name, value), None)
+            return
+        object.__setattr__(self, name, value)
+
+    def _connection(self) -> _SyncConnection:
+        conn = self._conn
+        if conn is not None and conn.broken is None:
+            return conn
+        with self._connect_lock:
+            conn = self._conn
+            if conn is not None and conn.broken is None:
+                return conn
+            uri = _resolve(self._uri, self._config)
+            core = CallCore(uri, self._config)
+            timeout = self._config.connect_timeout
+            sock = _open_socket(uri, timeout)
+            try:
+                sock.sendall(core.connect_frame())
+                reader = p.MessageReader(self._config.max_message_size)
+                deadline = time.monotonic() + timeout
+                while (msg := reader.next_message()) is None:
+                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                    data = sock.recv(RECV_SIZE)
+                    if not data:
+                        raise ConnectionClosedError("connection closed during the handshake")
+                    reader.feed(data)
+                core.on_connect_reply(msg)
+            except builtins.TimeoutError:
+                sock.close()
+                raise TimeoutError(f"handshake with {uri.location} timed out") from None
+            except OSError as exc:
+                sock.close()
+                raise ConnectionClosedError(f"handshake with {uri.location} failed: {exc}") from exc
+            except BaseException:
+                sock.close()
+                raise
+            conn = _SyncConnection(sock, core)
+            object.__setattr__(self, "_core", core)
+            object.__setattr__(self, "_conn", conn)
+            return conn
+
+    def _invoke(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None,
+                flags: int = 0) -> Any:  # fmt: skip
+        conn = self._connection()
+        if conn.looks_dead():
+            # The daemon went away while we were idle (e.g. it restarted): nothing was
+            # sent yet, so reconnecting is safe.
+            conn.close()
+            conn = self._connection()
+        core = self._core
+        assert core is not None
+        oneway = core.is_oneway(method)
+        if oneway:
+            flags |= p.FLAGS_ONEWAY
+        timeout = self._timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if oneway:
+            conn.send(core.invoke_frame(0, method, args, kwargs, flags), timeout)
+            return None
+        seq, waiter = conn.register()
+        try:
+            conn.send(core.invoke_frame(seq, method, args, kwargs, flags), timeout)
+        except BaseException:
+            conn.forget(seq)
+            raise
+        return core.result(conn.wait(seq, waiter, deadline))
+
+
+class _AsyncRemoteMethod:
+    """A remote method (or, when awaited, a remote attribute) of an :class:`AsyncProxy`."""
+
+    __slots__ = ("_name", "_proxy")
+
+    def __init__(self, proxy: AsyncProxy, name: str) -> None:
+        self._proxy = proxy
+        self._name = name
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._proxy._invoke(self._name, args, kwargs)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._proxy._get(self._name).__await__()
+
+
+class AsyncProxy:
+    """An asyncio proxy: ``await proxy.method(...)``, many calls in flight on one connection.
+
+    Remote attributes: ``await proxy.attr`` reads, ``await proxy._set("attr", v)`` writes.
+    Use it from one event loop.
+    """
+
+    def __init__(self, uri: URI | str, *, config: Config | None = None) -> None:
+        cfg = config if config is not None else Config()
+        self._uri = uri if isinstance(uri, URI) else URI(uri)
+        self._config = cfg
+        self._timeout: float | None = cfg.commtimeout or None
+        self._core: CallCore | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[p.Message]] = {}
+        self._seq = 0
+        self._connecting: asyncio.Lock | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _AsyncRemoteMethod(self, name)
+
+    def __repr__(self) -> str:
+        return f"<remoteobj.AsyncProxy for {self._uri}>"
+
+    async def __aenter__(self) -> AsyncProxy:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._release()
+
+    async def _bind(self) -> None:
+        """Connect now rather than on first use."""
+        await self._connection()
+
+    async def _release(self) -> None:
+        """Close the connection; the next call opens a new one."""
+        writer = self._writer
+        self._fail(ConnectionAbortedError("proxy released"))
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _get(self, name: str) -> Any:
+        """Read a remote attribute (an exposed property)."""
+        return await self._invoke("__getattr__", (name,), None)
+
+    async def _set(self, name: str, value: Any) -> None:
+        """Write a remote attribute (an exposed property with a setter)."""
+        await self._invoke("__setattr__", (name, value), None)
+
+    async def _connection(self) -> CallCore:
+        if self._writer is not None and self._core is not None:
+            return self._core
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._writer is not None and self._core is not None:
+                return self._core
+            cfg = self._config
+            uri = self._uri
+            if uri.protocol != "PYRO":
+                from .naming import resolve_async
+
+                uri = await resolve_async(uri, cfg)
+            core = CallCore(uri, cfg)
+            try:
+                async with asyncio.timeout(cfg.connect_timeout):
+                    if uri.sockname is not None:
+                        reader, writer = await asyncio.open_unix_connection(uri.sockname)
+                    else:
+                        reader, writer = await asyncio.open_connection(uri.host, uri.port)
+                    try:
+                        writer.write(core.connect_frame())
+                        msg = await _read_one(reader, p.MessageReader(cfg.max_message_size))
+                        core.on_connect_reply(msg)
+                    except BaseException:
+                        writer.close()
+                        raise
+            except builtins.TimeoutError:
+                raise TimeoutError(f"connecting to {uri.location} timed out") from None
+            except OSError as exc:
+                raise CommunicationError(f"cannot connect to {uri.location}: {exc}") from exc
+            sock = writer.get_extra_info("socket")
+            if sock is not None and sock.family != socket.AF_UNIX:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._core = core
+            self._writer = writer
+            self._reader_task = asyncio.get_running_loop().create_task(self._read_loop(reader))
+            return core
+
+    async def _read_loop(self, stream: asyncio.StreamReader) -> None:
+        reader = p.MessageReader(self._config.max_message_size)
+        try:
+            while True:
+                data = await stream.read(RECV_SIZE)
+                if not data:
+                    raise ConnectionResetError("connection closed by the server")
+                reader.feed(data)
+                while (msg := reader.next_message()) is not None:
+                    fut = self._pending.pop(msg.seq, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        writer, self._writer = self._writer, None
+        task, self._reader_task = self._reader_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if writer is not None:
+            writer.close()
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionClosedError(f"connection lost: {exc}", sent=True))
+
+    async def _invoke(self, method: str, args: Sequence[Any],
+                      kwargs: Mapping[str, Any] | None) -> Any:  # fmt: skip
+        core = await self._connection()
+        if method not in ("__getattr__", "__setattr__"):
+            core.check_method(method)
+        writer = self._writer
+        assert writer is not None
+        flags = p.FLAGS_ONEWAY if core.is_oneway(method) else 0
+        if flags:
+            writer.write(core.invoke_frame(0, method, args, kwargs, flags))
+            return None
+        seq = self._seq
+        while True:
+            seq = (seq + 1) & 0xFFFF
+            if seq not in self._pending:
+                break
+        self._seq = seq
+        fut: asyncio.Future[p.Message] = asyncio.get_running_loop().create_future()
+        self._pending[seq] = fut
+        writer.write(core.invoke_frame(seq, method, args, kwargs))
+        if writer.transport.get_write_buffer_size() > self._config.write_high_water:
+            await writer.drain()
+        try:
+            async with asyncio.timeout(self._timeout):
+                msg = await fut
+        except builtins.TimeoutError:
+            self._pending.pop(seq, None)
+            raise TimeoutError("call timed out waiting for the reply") from None
+        return core.result(msg)
+
+
+async def _read_one(stream: asyncio.StreamReader, reader: p.MessageReader) -> p.Message:
+    while (msg := reader.next_message()) is None:
+        data = await stream.read(RECV_SIZE)
+        if not data:
+            raise ConnectionClosedError("connection closed during the handshake")
+        reader.feed(data)
+    return msg
+
+
+def _proxy_to_dict(proxy: Any) -> dict[str, Any]:
+    core = proxy._core
+    meta = core.meta if core is not None else None
+    return {
+        "__class__": "Pyro5.client.Proxy",
+        "state": [
+            str(proxy._uri),
+            sorted(meta.oneway) if meta else [],
+            sorted(meta.methods) if meta else [],
+            sorted(meta.attrs) if meta else [],
+            proxy._config.handshake,
+            proxy._config.serializer,
+        ],
+    }
+
+
+def _dict_to_proxy(classname: str, data: Mapping[str, Any]) -> Proxy:
+    state = data.get("state")
+    if not isinstance(state, (list, tuple)) or not state or not isinstance(state[0], str):
+        raise SerializeError("invalid serialized proxy")
+    return Proxy(state[0])
+
+
+register_class_to_dict(Proxy, _proxy_to_dict)
+register_class_to_dict(AsyncProxy, _proxy_to_dict)
+register_dict_to_class("Pyro5.client.Proxy", _dict_to_proxy)

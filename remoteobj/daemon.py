@@ -1,0 +1,603 @@
+"""The daemon: registered objects and the dispatch of decoded calls.
+
+A :class:`Daemon` holds objects under ids, answers handshakes and turns an
+INVOKE message into a call of user code and a RESULT message. It opens no
+sockets itself: :mod:`remoteobj.server` does the I/O and calls
+:meth:`Daemon.handle_connect`, :meth:`Daemon.prepare`, :meth:`Daemon.run_sync`
+and :meth:`Daemon.run_async`.
+
+The only way into user code is :meth:`Daemon.prepare`, and it checks every
+name against the exposed members of the target's class
+(:func:`remoteobj.expose.exposed_members`): plain calls, oneway calls,
+batches, property reads and writes alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import protocol as p
+from .config import Config
+from .context import CallContext, set_context
+from .errors import (
+    DaemonError,
+    ProtocolError,
+    RemoteObjError,
+    SecurityError,
+    SerializeError,
+)
+from .expose import ExposedMembers, expose, exposed_members, instance_mode_of
+from .serializers import DecodeLimits, ExceptionWrapper, Serializer, get_serializer
+from .uri import URI
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["DAEMON_NAME", "Call", "Daemon", "DaemonObject", "Session"]
+
+log = logging.getLogger(__name__)
+
+#: Object id of the daemon's own built-in object.
+DAEMON_NAME = "Pyro.Daemon"
+MARSHAL_ID = 2
+BATCH_METHOD = "<batch>"
+
+
+class Session:
+    """What the daemon keeps per client connection (handed in by the server)."""
+
+    __slots__ = ("address", "corr_id", "handshake", "handshaken", "instances", "streams")
+
+    def __init__(self, address: Any) -> None:
+        self.address = address
+        self.handshake: Any = None
+        self.handshaken = False
+        self.corr_id = p.NO_CORR_ID
+        #: Session-mode instances, per registered class.
+        self.instances: dict[type[Any], Any] = {}
+        self.streams: set[str] = set()
+
+
+@dataclass(slots=True)
+class _Registration:
+    target: Any  # an instance, or a class instantiated per instance mode
+    members: ExposedMembers
+    is_class: bool
+    single: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(slots=True)
+class Call:
+    """A decoded, access-checked request, ready to run on a thread or the loop."""
+
+    msg: p.Message
+    serializer: Serializer
+    ctx: CallContext
+    func: Callable[..., Any]
+    args: Any
+    kwargs: dict[str, Any]
+    is_coroutine: bool
+    oneway: bool
+    batch: list[tuple[Callable[..., Any], Any, dict[str, Any]]] | None = None
+
+
+@expose
+class DaemonObject:
+    """The built-in ``Pyro.Daemon`` object every daemon serves, as in Pyro5."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def registered(self) -> list[str]:
+        """Ids of every registered object."""
+        return self._daemon.registered()
+
+    def ping(self) -> None:
+        """Does nothing; a round trip proves the daemon is alive."""
+
+    def info(self) -> str:
+        """A line describing this daemon."""
+        d = self._daemon
+        return f"{type(d).__name__} bound on {d.location}, with {len(d.registered())} objects registered"
+
+    def get_metadata(self, objectId: str) -> dict[str, set[str]]:  # noqa: N803 - Pyro5's name
+        """The exposed members of a registered object (Pyro5's metadata dict)."""
+        return self._daemon.metadata(objectId)
+
+
+class Daemon:
+    """Serves registered objects to remote callers (Pyro5-compatible).
+
+    ::
+
+        daemon = Daemon(host="127.0.0.1", port=0)
+        uri = daemon.register(Greeter(), "example.greeting")
+        daemon.request_loop()          # or: async with daemon: await daemon.serve()
+
+    The constructor opens nothing. :meth:`bind` binds the listening socket
+    (``register`` calls it when it needs the address for the URI);
+    :meth:`request_loop` / :meth:`serve` serve until :meth:`shutdown`.
+    Coroutine methods run on the daemon's event loop, other methods in worker
+    threads, so a blocking method never stalls other clients.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int = 0,
+        *,
+        unixsocket: str | None = None,
+        config: Config | None = None,
+        nathost: str | None = None,
+        natport: int | None = None,
+    ) -> None:
+        self.config = config if config is not None else Config()
+        if unixsocket is not None and (host is not None or port):
+            raise ValueError("give either host/port or unixsocket, not both")
+        self._host = host if host is not None else self.config.host
+        self._port = port
+        self._unixsocket = unixsocket
+        self._nathost = nathost
+        self._natport = natport
+        self._objects: dict[str, _Registration] = {}
+        self._ids_by_instance: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._limits = DecodeLimits.from_config(self.config)
+        self._serializers: dict[int, Serializer] = {}
+        for name in self.config.accepted_serializers:
+            with contextlib.suppress(SerializeError):  # msgpack may not be installed
+                ser = get_serializer(name)
+                self._serializers[ser.serializer_id] = ser
+        self._sock: socket.socket | None = None
+        self._server: Server | None = None
+        self._lease_keeper: Any = None
+        self.register(DaemonObject(self), DAEMON_NAME)
+
+    # --- registry -------------------------------------------------------------
+
+    def register(
+        self,
+        obj: Any,
+        object_id: str | None = None,
+        *,
+        force: bool = False,
+        name: str | None = None,
+        metadata: set[str] | None = None,
+        ns: Any = None,
+    ) -> URI:
+        """Register an object (or a class, instantiated per its ``@behavior``) under an id.
+
+        Returns the object's ``PYRO:`` URI; binds the daemon first if it is not
+        bound yet, since the URI carries the address. Without ``object_id`` one
+        is made up (``obj_<hex>``). Registering an id twice raises
+        :class:`DaemonError` unless ``force`` is set.
+
+        With ``name`` the object is also registered in the name server (``ns``:
+        a proxy or URI of one; by default the one :func:`remoteobj.locate_ns`
+        finds) under a lease of ``Config.ns_lease`` seconds that this daemon
+        renews every ``Config.ns_renew`` seconds: if the process dies or hangs,
+        the name disappears; :meth:`close` removes it at once.
+        """
+        uri = self._register(obj, object_id, force)
+        if name is not None:
+            self._leases(ns).add(name, uri, metadata)
+        return uri
+
+    def _leases(self, ns: Any) -> Any:
+        if self._lease_keeper is None:
+            from .naming import LeaseKeeper, locate_ns  # the name service sits above daemons
+
+            self._lease_keeper = LeaseKeeper(ns if ns is not None else locate_ns(config=self.config),
+                                             self.config)  # fmt: skip
+            self._lease_keeper.start()
+        return self._lease_keeper
+
+    def _register(self, obj: Any, object_id: str | None, force: bool) -> URI:
+        if object_id is None:
+            object_id = f"obj_{uuid.uuid4().hex}"
+        if not isinstance(object_id, str) or not object_id:
+            raise DaemonError("object id must be a non-empty string")
+        is_class = inspect.isclass(obj)
+        members = exposed_members(obj if is_class else type(obj))
+        if not members.methods and not members.attrs:
+            raise DaemonError(
+                f"{obj!r} exposes nothing: decorate the class or its members with @expose"
+            )
+        with self._lock:
+            if not force and object_id in self._objects:
+                raise DaemonError(f"object or class already registered: {object_id}")
+            if not force and not is_class and id(obj) in self._ids_by_instance:
+                raise DaemonError(f"object already registered: {obj!r}")
+            self._objects[object_id] = _Registration(obj, members, is_class)
+            if not is_class:
+                self._ids_by_instance[id(obj)] = object_id
+        return self.uri_for(object_id)
+
+    def unregister(self, obj_or_id: Any) -> None:
+        """Remove a registered object (by id or by the object itself); unknown ones are ignored."""
+        with self._lock:
+            object_id = self._id_of(obj_or_id)
+            if object_id is None or object_id == DAEMON_NAME:
+                return
+            reg = self._objects.pop(object_id, None)
+            if reg is not None and not reg.is_class:
+                self._ids_by_instance.pop(id(reg.target), None)
+
+    def _id_of(self, obj_or_id: Any) -> str | None:
+        if isinstance(obj_or_id, str):
+            return obj_or_id if obj_or_id in self._objects else None
+        if isinstance(obj_or_id, URI):
+            return obj_or_id.object if obj_or_id.object in self._objects else None
+        found = self._ids_by_instance.get(id(obj_or_id))
+        if found is None and inspect.isclass(obj_or_id):
+            for oid, reg in self._objects.items():
+                if reg.target is obj_or_id:
+                    return oid
+        return found
+
+    def uri_for(self, obj_or_id: Any) -> URI:
+        """The ``PYRO:`` URI of a registered object (or of an id, registered or not)."""
+        object_id = obj_or_id if isinstance(obj_or_id, str) else self._id_of(obj_or_id)
+        if object_id is None:
+            raise DaemonError(f"not registered: {obj_or_id!r}")
+        self.bind()
+        if self._unixsocket is not None:
+            return URI.for_unix(object_id, self._unixsocket)
+        host, port = self._advertised()
+        return URI.for_object(object_id, host, port)
+
+    def registered(self) -> list[str]:
+        """Ids of every registered object, the built-in ``Pyro.Daemon`` included."""
+        with self._lock:
+            return list(self._objects)
+
+    def metadata(self, object_id: str) -> dict[str, set[str]]:
+        """Pyro5's metadata dict of a registered object; :class:`DaemonError` if unknown."""
+        reg = self._objects.get(object_id)
+        if reg is None:
+            raise DaemonError("unknown object")
+        return reg.members.as_meta()
+
+    # --- addresses and lifecycle ------------------------------------------------
+
+    def bind(self) -> None:
+        """Bind and listen (once). Idempotent; ``register`` and ``serve`` call it."""
+        if self._sock is not None:
+            return
+        from .server import listen  # local import: the registry must not need the I/O layer
+
+        self._sock = listen(self._host, self._port, self._unixsocket)
+
+    @property
+    def sock(self) -> socket.socket:
+        """The listening socket (binding it if needed)."""
+        self.bind()
+        assert self._sock is not None
+        return self._sock
+
+    def _advertised(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        if host in ("0.0.0.0", "::", ""):
+            host = self._host if self._host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        return self._nathost or host, self._natport or port
+
+    @property
+    def location(self) -> str:
+        """``host:port`` (``[v6]:port``) or ``./u:path`` this daemon serves on."""
+        if self._unixsocket is not None:
+            return f"./u:{self._unixsocket}"
+        host, port = self._advertised()
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    async def serve(self) -> None:
+        """Serve on the running event loop until :meth:`shutdown` (asyncio programs)."""
+        from .server import Server
+
+        self.bind()
+        if self._server is None or self._server.finished:
+            self._server = Server(self, self.sock)
+        await self._server.serve()
+
+    def request_loop(self) -> None:
+        """Serve in this thread until :meth:`shutdown` (uvloop when installed)."""
+        from .server import run_loop
+
+        run_loop(self.serve())
+
+    def shutdown(self, grace: float | None = None) -> None:
+        """Stop serving: refuse new connections, let calls in flight finish for up to
+        ``grace`` seconds (``Config.shutdown_grace`` by default), then close.
+        Safe to call from any thread or a signal handler; returns at once."""
+        server = self._server
+        if server is not None:
+            server.stop(self.config.shutdown_grace if grace is None else grace)
+
+    def close(self) -> None:
+        """Shut down, remove this daemon's names from the name server, release the socket."""
+        self.shutdown(0)
+        keeper, self._lease_keeper = self._lease_keeper, None
+        if keeper is not None:
+            keeper.stop(unregister=True)
+        if self._server is None and self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            if self._unixsocket is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._unixsocket)
+
+    def __enter__(self) -> Daemon:
+        self.bind()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Daemon:
+        self.bind()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        server = self._server
+        self.shutdown()
+        if server is not None:
+            await server.wait_closed()
+        self.close()
+
+    # --- hooks for subclasses -------------------------------------------------------
+
+    def validate_handshake(self, session: Session, data: Any) -> Any:
+        """Accept or refuse a new connection; override to check ``data``.
+
+        Return what the client receives as handshake response, or raise to
+        refuse (the client gets CONNECTFAIL with the exception text). Runs on
+        the event loop: it must not block.
+        """
+        return "hello"
+
+    def client_disconnected(self, session: Session) -> None:
+        """Called when a client connection closes; override to clean up."""
+
+    # --- protocol handling (called by the server) -------------------------------
+
+    def handle_connect(self, session: Session, msg: p.Message) -> bytes:
+        """Answer a CONNECT: CONNECTOK with the object's metadata, or CONNECTFAIL."""
+        session.corr_id = msg.corr_id if msg.flags & p.FLAGS_CORR_ID else _new_corr_id()
+        ser = self._serializers.get(msg.serializer_id)
+        try:
+            if ser is None:
+                raise SerializeError(f"serializer id {msg.serializer_id} is not accepted")
+            data = ser.loads(msg.data, self._limits)
+            if not isinstance(data, dict) or "object" not in data:
+                raise ProtocolError("invalid connect payload")
+            response = self.validate_handshake(session, data.get("handshake"))
+            meta = self.metadata(data["object"])
+            payload = ser.dumps({"handshake": response, "meta": meta})
+        except Exception as exc:
+            log.debug("handshake refused: %s", exc)
+            fail_ser = ser if ser is not None else get_serializer(MARSHAL_ID)
+            reply = p.Message(p.MSG_CONNECTFAIL, fail_ser.serializer_id, msg.seq,
+                              fail_ser.dumps(str(exc)), corr_id=session.corr_id)  # fmt: skip
+            return p.encode(reply)
+        session.handshake = data.get("handshake")
+        session.handshaken = True
+        reply = p.Message(p.MSG_CONNECTOK, ser.serializer_id, msg.seq, payload,
+                          corr_id=session.corr_id)  # fmt: skip
+        return p.encode(reply)
+
+    def connect_fail(self, seq: int, reason: str) -> bytes:
+        """A CONNECTFAIL frame (marshal, as Pyro5 sends before it knows the serializer)."""
+        ser = get_serializer(MARSHAL_ID)
+        return p.encode(p.Message(p.MSG_CONNECTFAIL, MARSHAL_ID, seq, ser.dumps(reason),
+                                  corr_id=_new_corr_id()))  # fmt: skip
+
+    def pong(self, msg: p.Message) -> bytes:
+        """The answer to a PING: same seq and serializer id, payload ``pong``."""
+        return p.encode(p.Message(p.MSG_PING, msg.serializer_id, msg.seq, b"pong",
+                                  corr_id=_new_corr_id()))  # fmt: skip
+
+    def error_reply(self, msg: p.Message, exc: BaseException, ser: Serializer | None = None) -> bytes:
+        """A RESULT frame carrying ``exc`` (FLAGS_EXCEPTION), in the request's serializer
+        when it is one we speak, else serpent."""
+        if ser is None:
+            ser = self._serializers.get(msg.serializer_id) or get_serializer("serpent")
+        corr = msg.corr_id if msg.flags & p.FLAGS_CORR_ID else _new_corr_id()
+        return p.encode(
+            p.Message(p.MSG_RESULT, ser.serializer_id, msg.seq, self._dump_exception(ser, exc),
+                      p.FLAGS_EXCEPTION, corr_id=corr),
+            compress=self.config.compression,
+        )  # fmt: skip
+
+    def prepare(self, session: Session, msg: p.Message) -> Call | bytes | None:
+        """Decode and access-check an INVOKE.
+
+        Returns the :class:`Call` to run, or the bytes of an error reply, or
+        ``None`` when the request was oneway and failed (nothing to send).
+        """
+        ser = self._serializers.get(msg.serializer_id)
+        oneway = bool(msg.flags & p.FLAGS_ONEWAY)
+        corr = msg.corr_id if msg.flags & p.FLAGS_CORR_ID else _new_corr_id()
+        ctx = CallContext(
+            correlation_id=uuid.UUID(bytes=corr), annotations=msg.annotations,
+            client_address=session.address, handshake=session.handshake, seq=msg.seq,
+            flags=msg.flags, serializer_id=msg.serializer_id, connection=session,
+        )  # fmt: skip
+        msg.corr_id = corr
+        msg.flags |= p.FLAGS_CORR_ID
+        try:
+            if ser is None:
+                raise SerializeError(f"serializer id {msg.serializer_id} is not accepted")
+            if msg.flags & p.FLAGS_KEEPSERIALIZED:
+                raise SerializeError("SerializedBlob pass-through is not supported by this daemon")
+            object_id, method, args, kwargs = ser.loads_call(msg.data, self._limits)
+            kwargs = kwargs or {}
+            if not isinstance(method, str) or not isinstance(object_id, str):
+                raise ProtocolError("invalid call: object id and method must be strings")
+            reg = self._objects.get(object_id)
+            if reg is None:
+                raise DaemonError("unknown object")
+            target = self._instance(reg, session)
+            members = reg.members
+            if msg.flags & p.FLAGS_BATCH:
+                batch = self._prepare_batch(target, members, args)
+                return Call(msg, ser, ctx, _run_batch, (), {}, False, oneway, batch)
+            func, args = _resolve(target, members, method, args)
+            is_coro = method in members.coroutines
+            return Call(msg, ser, ctx, func, args, kwargs, is_coro, oneway)
+        except Exception as exc:
+            if oneway:
+                log.info("oneway call from %s refused: %s", session.address, exc)
+                return None
+            return self.error_reply(msg, exc, ser)
+
+    def _prepare_batch(
+        self, target: Any, members: ExposedMembers, calls: Any
+    ) -> list[tuple[Callable[..., Any], Any, dict[str, Any]]]:
+        if not isinstance(calls, (list, tuple)):
+            raise ProtocolError("invalid batch: expected a list of calls")
+        if len(calls) > self.config.max_batch:
+            raise ProtocolError(f"batch too long: {len(calls)} calls, limit {self.config.max_batch}")
+        prepared = []
+        for item in calls:
+            if not isinstance(item, (list, tuple)) or len(item) != 3:
+                raise ProtocolError("invalid batch: each call is (method, args, kwargs)")
+            method, args, kwargs = item
+            if method in members.coroutines:
+                raise SerializeError(f"coroutine method {method!r} cannot be batched")
+            func, args = _resolve(target, members, method, args)
+            prepared.append((func, args, kwargs or {}))
+        return prepared
+
+    def _instance(self, reg: _Registration, session: Session) -> Any:
+        if not reg.is_class:
+            return reg.target
+        cls = reg.target
+        mode, creator = instance_mode_of(cls)
+        make: Callable[[], Any] = (lambda: creator(cls)) if creator else cls
+        if mode == "percall":
+            return make()
+        if mode == "session":
+            inst = session.instances.get(cls)
+            if inst is None:
+                inst = session.instances[cls] = make()
+            return inst
+        with reg.lock:
+            if reg.single is None:
+                reg.single = make()
+            return reg.single
+
+    def run_sync(self, call: Call) -> bytes | None:
+        """Run a synchronous call (in a worker thread); the reply frame, or ``None`` if oneway."""
+        set_context(call.ctx)
+        try:
+            result = call.func(*call.args, **call.kwargs) if call.batch is None else _run_batch(call)
+        except Exception as exc:
+            return self._failed(call, exc)
+        return self._result(call, result)
+
+    async def run_async(self, call: Call) -> bytes | None:
+        """Run a coroutine method on the event loop; the reply frame, or ``None`` if oneway."""
+        set_context(call.ctx)
+        try:
+            result = await call.func(*call.args, **call.kwargs)
+        except Exception as exc:
+            return self._failed(call, exc)
+        return self._result(call, result)
+
+    def _failed(self, call: Call, exc: Exception) -> bytes | None:
+        if getattr(call.func, "_pyroCallback", False):
+            log.warning("exception in callback %s", getattr(call.func, "__name__", call.func),
+                        exc_info=exc)  # fmt: skip
+        if call.oneway:
+            log.debug("oneway call failed", exc_info=exc)
+            return None
+        return self._reply(call, self._dump_exception(call.serializer, exc), p.FLAGS_EXCEPTION)
+
+    def _result(self, call: Call, result: Any) -> bytes | None:
+        if call.oneway:
+            return None
+        try:
+            data = call.serializer.dumps(result)
+        except Exception as exc:
+            log.info("could not serialize the result of %s: %s", call.func, exc)
+            err = SerializeError(f"could not serialize the result: {exc}")
+            return self._reply(call, self._dump_exception(call.serializer, err), p.FLAGS_EXCEPTION)
+        return self._reply(call, data, p.FLAGS_BATCH if call.batch is not None else 0)
+
+    def _reply(self, call: Call, data: bytes, flags: int) -> bytes:
+        msg = call.msg
+        if call.batch is not None:
+            flags |= p.FLAGS_BATCH
+        return p.encode(
+            p.Message(p.MSG_RESULT, msg.serializer_id, msg.seq, data, flags,
+                      call.ctx.response_annotations, msg.corr_id),
+            compress=self.config.compression,
+        )  # fmt: skip
+
+    def _dump_exception(self, ser: Serializer, exc: BaseException) -> bytes:
+        if self.config.send_tracebacks and not hasattr(exc, "_pyroTraceback"):
+            with contextlib.suppress(Exception):
+                exc._pyroTraceback = traceback.format_exception(exc)  # type: ignore[attr-defined]
+        try:
+            return ser.dumps(exc)
+        except Exception as err:
+            return ser.dumps(RemoteObjError(f"Error serializing exception: {err}"))
+
+
+def _new_corr_id() -> bytes:
+    return uuid.uuid4().bytes
+
+
+def _resolve(target: Any, members: ExposedMembers, method: str, args: Any) -> tuple[Any, Any]:
+    """The one access check: map a remote name to something to call, or refuse.
+
+    Error texts name only the requested member, never the class or module.
+    """
+    if method == "__getattr__" or method == "__setattr__":
+        if not isinstance(args, (list, tuple)) or not args or not isinstance(args[0], str):
+            raise ProtocolError(f"invalid {method} call")
+        name = args[0]
+        if method == "__getattr__" and len(args) == 1 and name in members.attrs:
+            return _getter(target, name), ()
+        if method == "__setattr__" and len(args) == 2 and name in members.writable:
+            return _setter(target, name, args[1]), ()
+        raise AttributeError(f"attempt to access unexposed or unknown remote attribute {name!r}")
+    if method not in members.methods:  # private names are never in the set
+        if method.startswith("_"):
+            raise SecurityError(f"attempt to access private attribute {method!r}")
+        raise AttributeError(f"attempt to access unexposed or unknown method {method!r}")
+    if not isinstance(args, (list, tuple)):
+        raise ProtocolError("invalid call: arguments must be a sequence")
+    return getattr(target, method), args
+
+
+def _getter(target: Any, name: str) -> Callable[[], Any]:
+    return lambda: getattr(target, name)
+
+
+def _setter(target: Any, name: str, value: Any) -> Callable[[], None]:
+    return lambda: setattr(target, name, value)
+
+
+def _run_batch(call: Call) -> list[Any]:
+    """Run a batch in order; on the first failure append it (wrapped) and stop, as Pyro5."""
+    assert call.batch is not None
+    results: list[Any] = []
+    for func, args, kwargs in call.batch:
+        try:
+            results.append(func(*args, **kwargs))
+        except Exception as exc:
+            results.append(ExceptionWrapper(exc))
+            break
+    return results
+

@@ -1,0 +1,744 @@
+"""The asyncio server core: accept, read, dispatch, write; limits and shutdown.
+
+Execution model (measured in ``bench/hop_cost.py``; see BENCHMARKS.md):
+
+- The event loop owns every *idle* connection: no thread waits on it, so a
+  thousand idle clients cost a thousand small objects, not a thousand threads.
+- The loop reads and decodes small requests. Coroutine methods run on the
+  loop; synchronous methods run in a worker thread, which writes the reply
+  to the socket itself (no second hop back to the loop).
+- A worker whose call finished on an otherwise quiet connection *keeps* the
+  connection for ``Config.worker_linger`` seconds, reading the next request
+  itself. Sequential callers thus pay no thread hop at all, like Pyro5's
+  thread-per-connection server, and the connection goes back to the loop as
+  soon as it idles.
+- While a worker runs a call for a connection it keeps, nobody would read
+  that connection; a watchdog on the loop takes reading back after
+  ``STEAL_AFTER`` seconds, so further calls on the same connection (a proxy
+  shared by threads) still run concurrently.
+
+Ownership of a connection's *reading* is the ``owner`` field, changed only
+under the connection's lock. Writing is separate: any thread may send a
+reply, under the connection's write lock; what does not fit in the socket
+buffer is flushed by the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import queue
+import select
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from . import protocol as p
+from .daemon import Call, Daemon, Session
+from .errors import ProtocolError
+
+__all__ = ["Server", "listen", "run_loop"]
+
+log = logging.getLogger(__name__)
+
+RECV_SIZE = 256 * 1024
+ACCEPTS_PER_WAKEUP = 64
+#: How long a worker may run a call on a connection it keeps before the loop reads it again.
+STEAL_AFTER = 0.002
+LOOP, WORKER = 0, 1
+READING, EXECUTING = 0, 1
+
+
+def listen(host: str, port: int, unixsocket: str | None = None) -> socket.socket:
+    """A non-blocking listening socket on ``host:port`` (IPv4 or IPv6) or a Unix socket."""
+    if unixsocket is not None:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.stat(unixsocket).st_mode):
+                os.unlink(unixsocket)  # a stale socket file from a previous run
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(unixsocket)
+    else:
+        family, _, _, _, addr = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on a new event loop in this thread (uvloop when installed)."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        pass
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
+
+
+class WorkerPool:
+    """Threads for synchronous calls, started on demand up to ``size``."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Queue ``fn(*args)`` for a worker thread."""
+        self._jobs.put((fn, args))
+        with self._lock:
+            if self._idle == 0 and len(self._threads) < self._size:
+                t = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}",
+                                     daemon=True)  # fmt: skip
+                self._threads.append(t)
+                self._idle += 1
+                t.start()
+
+    def has_spare(self) -> bool:
+        """Whether a worker could take a new job at once (so lingering costs nobody)."""
+        return self._idle > 0 or len(self._threads) < self._size
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            with self._lock:
+                self._idle -= 1
+            fn, args = job
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("worker job failed")
+            with self._lock:
+                self._idle += 1
+
+    def stop(self) -> None:
+        """Let every thread finish its job and exit."""
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
+class Connection:
+    """One client connection's state; changed under ``lock`` where threads meet."""
+
+    __slots__ = (
+        "closed", "closing", "exec_started", "fd", "frame_deadline", "inflight", "last_active",
+        "lock", "loop_reading", "out", "out_since", "owner", "paused", "phase", "reader",
+        "session", "sock", "wlock",
+    )  # fmt: skip
+
+    def __init__(self, sock: socket.socket, session: Session, reader: p.MessageReader) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.session = session
+        self.reader = reader
+        self.lock = threading.Lock()
+        self.wlock = threading.Lock()
+        self.owner = LOOP
+        self.phase = READING
+        self.exec_started = 0.0
+        self.loop_reading = False
+        self.inflight = 0
+        self.paused = False
+        self.closing = False
+        self.closed = False
+        self.out = bytearray()
+        self.out_since = 0.0
+        self.last_active = time.monotonic()
+        self.frame_deadline: float | None = None
+
+
+class Server:
+    """Serves one :class:`Daemon` on one listening socket, on the running loop."""
+
+    def __init__(self, daemon: Daemon, sock: socket.socket) -> None:
+        self.daemon = daemon
+        self.config = cfg = daemon.config
+        self._lsock = sock
+        self._conns: dict[int, Connection] = {}
+        self._pool = WorkerPool(cfg.workers, "remoteobj-worker")
+        self._oneway_pool = WorkerPool(cfg.oneway_workers, "remoteobj-oneway")
+        self._oneway_pending = 0
+        self._oneway_dropped = 0
+        self._decodes = threading.BoundedSemaphore(cfg.max_concurrent_decodes)
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+        self._kept: set[Connection] = set()  # connections a worker currently reads
+        self._watchdog_armed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._stopping = False
+        self._grace_deadline = 0.0
+        self._done: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.finished = False
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Accept and serve until :meth:`stop`; then drain and close."""
+        loop = self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._done = asyncio.Event()
+        loop.add_reader(self._lsock.fileno(), self._accept)
+        housekeeping = loop.create_task(self._housekeeping())
+        try:
+            await self._done.wait()
+        finally:
+            housekeeping.cancel()
+            self._close_all()
+            self._pool.stop()
+            self._oneway_pool.stop()
+            self.finished = True
+
+    def stop(self, grace: float) -> None:
+        """Begin a graceful shutdown (thread-safe): in-flight calls get ``grace`` seconds."""
+        loop = self._loop
+        if loop is None or self.finished:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._begin_stop(grace)
+        else:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(self._begin_stop, grace)
+
+    async def wait_closed(self) -> None:
+        """Wait until :meth:`serve` has returned."""
+        while not self.finished:
+            await asyncio.sleep(0.01)
+
+    def _begin_stop(self, grace: float) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._grace_deadline = time.monotonic() + grace
+        assert self._loop is not None
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_reader(self._lsock.fileno())
+        for conn in list(self._conns.values()):
+            self._pause(conn)
+            if conn.inflight == 0:
+                self._close(conn)
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if not self._stopping or self._done is None:
+            return
+        if self._inflight == 0 or time.monotonic() >= self._grace_deadline:
+            self._done.set()
+
+    # --- accepting ------------------------------------------------------------
+
+    def _accept(self) -> None:
+        assert self._loop is not None
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                sock, addr = self._lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors: stop accepting for a moment instead of spinning.
+                    log.warning("accept failed (%s); pausing accepts for 100 ms", exc)
+                    self._loop.remove_reader(self._lsock.fileno())
+                    self._loop.call_later(0.1, self._resume_accept)
+                    return
+                log.info("accept failed: %s", exc)
+                return
+            if len(self._conns) >= self.config.max_connections and not self._evict_idle():
+                log.warning("connection limit (%d) reached; refusing %s",
+                            self.config.max_connections, addr)  # fmt: skip
+                sock.close()
+                continue
+            self._setup(sock, addr)
+
+    def _resume_accept(self) -> None:
+        if not self._stopping and self._loop is not None:
+            self._loop.add_reader(self._lsock.fileno(), self._accept)
+
+    def _setup(self, sock: socket.socket, addr: Any) -> None:
+        assert self._loop is not None
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            _tune_tcp(sock, self.config.keepalive, self.config.tcp_user_timeout)
+        reader = p.MessageReader(self.config.max_message_size,
+                                 allow_compressed=self.config.compression)  # fmt: skip
+        conn = Connection(sock, Session(addr), reader)
+        conn.frame_deadline = time.monotonic() + self.config.first_frame_timeout
+        self._conns[conn.fd] = conn
+        self._loop.add_reader(conn.fd, self._on_readable, conn)
+        conn.loop_reading = True
+
+    def _evict_idle(self) -> bool:
+        idle = [c for c in self._conns.values() if c.inflight == 0 and c.owner == LOOP]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: c.last_active)
+        log.info("connection limit reached; closing the longest idle connection %s",
+                 victim.session.address)  # fmt: skip
+        self._close(victim)
+        return True
+
+    # --- reading on the loop ----------------------------------------------------------
+
+    def _on_readable(self, conn: Connection) -> None:
+        assert self._loop is not None
+        with conn.lock:
+            if conn.owner != LOOP:
+                # A worker reads this connection now; stop watching it until it hands back.
+                self._loop.remove_reader(conn.fd)
+                conn.loop_reading = False
+                return
+            try:
+                data = conn.sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                msgs: list[p.Message] | None = None
+            else:
+                try:
+                    msgs = self._parse(conn, data)
+                except ProtocolError as exc:
+                    self._protocol_error(conn, exc)
+                    return
+        if msgs is None:
+            self._close(conn)
+            return
+        for msg in msgs:
+            self._dispatch(conn, msg)
+        self._apply_limits(conn)
+
+    def _parse(self, conn: Connection, data: bytes) -> list[p.Message]:
+        """Feed bytes and take every complete message; counts them in flight. Holds conn.lock."""
+        reader = conn.reader
+        reader.feed(data)
+        now = conn.last_active = time.monotonic()
+        msgs = []
+        while (msg := reader.next_message()) is not None:
+            msgs.append(msg)
+        if reader.in_frame:
+            if conn.frame_deadline is None:
+                conn.frame_deadline = now + self.config.frame_timeout
+        elif conn.session.handshaken:
+            conn.frame_deadline = None  # before the handshake the first-frame deadline stays
+        if msgs:
+            conn.inflight += len(msgs)
+            with self._inflight_lock:
+                self._inflight += len(msgs)
+        return msgs
+
+    def _protocol_error(self, conn: Connection, exc: ProtocolError) -> None:
+        """Answer bytes that are not protocol 502, then close. Holds conn.lock."""
+        log.info("protocol error from %s: %s", conn.session.address, exc)
+        if conn.session.handshaken:
+            reply = self.daemon.error_reply(p.Message(p.MSG_RESULT, 0, 0, b""), exc)
+        else:
+            reply = self.daemon.connect_fail(0, str(exc))
+        self._send(conn, reply)
+        conn.closing = True
+        self._later(self._close, conn)
+
+    def _dispatch(self, conn: Connection, msg: p.Message) -> None:
+        """Handle one message read on the loop (already counted in flight)."""
+        session = conn.session
+        if not session.handshaken:
+            if msg.type != p.MSG_CONNECT:
+                reply = self.daemon.connect_fail(
+                    msg.seq, f"invalid msg type {msg.type} received (expected: {p.MSG_CONNECT})"
+                )
+                self._finish(conn, reply)
+                self._close(conn)
+                return
+            reply = self.daemon.handle_connect(session, msg)
+            if session.handshaken:
+                conn.frame_deadline = None
+                self._finish(conn, reply)
+            else:
+                self._finish(conn, reply)
+                self._close(conn)
+            return
+        if msg.type == p.MSG_PING:
+            self._finish(conn, self.daemon.pong(msg))
+            return
+        if msg.type != p.MSG_INVOKE:
+            exc = ProtocolError(f"invalid msg type {msg.type} received")
+            self._finish(conn, self.daemon.error_reply(msg, exc))
+            self._close(conn)
+            return
+        if len(msg.data) > self.config.large_payload:
+            self._pool.submit(self._prepare_and_run, conn, msg)  # decode off the loop
+            return
+        self._run(conn, self.daemon.prepare(session, msg))
+
+    def _run(self, conn: Connection, call: Call | bytes | None) -> None:
+        """Start a prepared call: on the loop if it is a coroutine, else on a worker."""
+        if not isinstance(call, Call):
+            self._finish(conn, call)
+        elif call.oneway:
+            self._finish(conn, None)  # the client does not wait; the call runs detached
+            self._start_oneway(call)
+        elif call.is_coroutine:
+            self._spawn(self._run_coroutine(conn, call))
+        else:
+            self._pool.submit(self._run_in_worker, conn, call)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_coroutine(self, conn: Connection, call: Call) -> None:
+        self._finish(conn, await self.daemon.run_async(call))
+
+    def _start_oneway(self, call: Call) -> None:
+        if call.is_coroutine:
+            self._spawn(self._oneway_coroutine(call))
+            return
+        if self._oneway_pending >= self.config.oneway_workers + self.config.oneway_queue:
+            self._oneway_dropped += 1
+            log.warning("oneway queue full; dropped a call (%d dropped so far)",
+                        self._oneway_dropped)  # fmt: skip
+            return
+        self._oneway_pending += 1
+        self._oneway_pool.submit(self._run_oneway, call)
+
+    async def _oneway_coroutine(self, call: Call) -> None:
+        await self.daemon.run_async(call)
+
+    def _run_oneway(self, call: Call) -> None:
+        try:
+            self.daemon.run_sync(call)
+        finally:
+            self._oneway_pending -= 1  # a lost update only skews the count by one
+
+    # --- finishing calls --------------------------------------------------------------
+
+    def _finish(self, conn: Connection, reply: bytes | None) -> None:
+        """Send a reply produced on the loop and count the request done."""
+        if reply is not None:
+            self._send(conn, reply)
+        with conn.lock:
+            conn.inflight -= 1
+        self._done_one()
+        self._apply_limits(conn)
+
+    def _done_one(self) -> None:
+        with self._inflight_lock:
+            self._inflight -= 1
+        if self._stopping:
+            self._check_drained()
+
+    def _apply_limits(self, conn: Connection) -> None:
+        """Pause reading a connection over its in-flight limits; resume it below them. Loop only."""
+        over = (conn.inflight >= self.config.max_inflight_per_conn
+                or self._inflight >= self.config.max_inflight
+                or len(conn.out) > self.config.write_high_water)  # fmt: skip
+        if over or self._stopping:
+            self._pause(conn)
+        elif conn.paused:
+            conn.paused = False
+            self._watch(conn)
+        if self._stopping and conn.inflight == 0:
+            self._close(conn)
+
+    def _pause(self, conn: Connection) -> None:
+        assert self._loop is not None
+        conn.paused = True
+        if conn.loop_reading and not conn.closed:
+            self._loop.remove_reader(conn.fd)
+            conn.loop_reading = False
+
+    def _watch(self, conn: Connection) -> None:
+        assert self._loop is not None
+        if not conn.loop_reading and not conn.closed and conn.owner == LOOP and not conn.paused:
+            self._loop.add_reader(conn.fd, self._on_readable, conn)
+            conn.loop_reading = True
+
+    # --- workers ----------------------------------------------------------------------
+
+    def _prepare_and_run(self, conn: Connection, msg: p.Message) -> None:
+        with self._decodes:  # bound the memory and CPU of big decodes
+            call = self.daemon.prepare(conn.session, msg)
+        if isinstance(call, Call) and not call.oneway and not call.is_coroutine:
+            self._run_in_worker(conn, call)
+        else:
+            self._to_loop(self._run, conn, call)
+
+    def _run_in_worker(self, conn: Connection, call: Call) -> None:
+        """Run a call in this worker, send its reply, then keep the connection while it is busy."""
+        while True:
+            reply = self.daemon.run_sync(call)
+            if reply is not None:
+                self._send(conn, reply)
+            keep = self._done_in_worker(conn)
+            self._done_one()
+            if not keep:
+                return
+            nxt = self._linger(conn)
+            if nxt is None:
+                return
+            call = nxt
+
+    def _done_in_worker(self, conn: Connection) -> bool:
+        """Count a worker's call done; decide whether the worker keeps reading the connection."""
+        cfg = self.config
+        with conn.lock:
+            conn.inflight -= 1
+            keep = (cfg.worker_linger > 0 and conn.inflight == 0 and not conn.closing
+                    and not conn.closed and not conn.paused and not self._stopping
+                    and not conn.reader.in_frame and not conn.out and self._pool.has_spare())  # fmt: skip
+            if keep:
+                conn.owner = WORKER
+                conn.phase = READING
+                self._kept.add(conn)
+            elif conn.owner == WORKER:
+                self._release(conn)
+            paused = conn.paused
+        if paused or self._stopping:
+            self._to_loop(self._apply_limits, conn)
+        return keep
+
+    def _release(self, conn: Connection) -> None:
+        """Give reading back to the loop. Holds conn.lock, so the loop acts later."""
+        conn.owner = LOOP
+        self._kept.discard(conn)
+        if conn.closing:
+            self._later(self._close, conn)
+        elif not conn.loop_reading:
+            self._later(self._watch, conn)
+
+    def _linger(self, conn: Connection) -> Call | None:
+        """Read the next request of a kept connection; a sync call to run here, or ``None``.
+
+        Runs in the worker that owns the connection's reading. Anything but a
+        single synchronous call (pipelined requests, coroutines, oneway, pings,
+        errors, silence) goes back to the loop.
+        """
+        poller = select.poll()
+        poller.register(conn.fd, select.POLLIN)
+        deadline = time.monotonic() + self.config.worker_linger
+        while True:
+            timeout = deadline - time.monotonic()
+            events = poller.poll(max(timeout, 0) * 1000) if timeout > 0 else []
+            with conn.lock:
+                if conn.closing or not events:
+                    if conn.reader.in_frame and not conn.closing and events == []:
+                        # A frame has started: the frame deadline, not the linger, applies.
+                        frame_left = (conn.frame_deadline or 0) - time.monotonic()
+                        if frame_left > 0:
+                            deadline = time.monotonic() + min(frame_left, 0.05)
+                            continue
+                    self._release(conn)
+                    return None
+                try:
+                    data = conn.sock.recv(RECV_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    conn.closing = True
+                    self._release(conn)
+                    return None
+                try:
+                    msgs = self._parse(conn, data)
+                except ProtocolError as exc:
+                    self._release(conn)
+                    self._to_loop(self._protocol_error_locked, conn, exc)
+                    return None
+                if not msgs:
+                    deadline = time.monotonic() + self.config.worker_linger
+                    continue
+                single = (len(msgs) == 1 and not conn.reader.in_frame
+                          and msgs[0].type == p.MSG_INVOKE
+                          and not msgs[0].flags & p.FLAGS_ONEWAY)  # fmt: skip
+                if not single:
+                    self._release(conn)
+                    self._to_loop(self._dispatch_all, conn, msgs)
+                    return None
+                conn.phase = EXECUTING
+                conn.exec_started = time.monotonic()
+            msg = msgs[0]
+            call = self.daemon.prepare(conn.session, msg)
+            if isinstance(call, Call) and not call.is_coroutine and not call.oneway:
+                return call
+            with conn.lock:
+                self._release(conn)
+            self._to_loop(self._run, conn, call)
+            return None
+
+    def _protocol_error_locked(self, conn: Connection, exc: ProtocolError) -> None:
+        with conn.lock:
+            self._protocol_error(conn, exc)
+
+    def _dispatch_all(self, conn: Connection, msgs: list[p.Message]) -> None:
+        for msg in msgs:
+            self._dispatch(conn, msg)
+        self._apply_limits(conn)
+
+    def _later(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn`` on the loop soon, never inline (the caller may hold a lock)."""
+        assert self._loop is not None
+        if threading.get_ident() == self._loop_thread:
+            self._loop.call_soon(fn, *args)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: shutting down
+                self._loop.call_soon_threadsafe(fn, *args)
+
+    def _to_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: shutting down
+                self._loop.call_soon_threadsafe(fn, *args)
+
+    async def _housekeeping(self) -> None:
+        """Deadlines (first frame, frame, idle, write) and the steal watchdog."""
+        cfg = self.config
+        interval = min(1.0, cfg.first_frame_timeout / 4, cfg.frame_timeout / 4)
+        next_sweep = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(STEAL_AFTER if self._kept else min(interval, 0.25))
+            now = time.monotonic()
+            for conn in list(self._kept):
+                with conn.lock:
+                    if (conn.owner == WORKER and conn.phase == EXECUTING
+                            and now - conn.exec_started > STEAL_AFTER):  # fmt: skip
+                        self._release(conn)
+            if now < next_sweep:
+                continue
+            next_sweep = now + interval
+            for conn in list(self._conns.values()):
+                self._sweep(conn, now)
+            self._check_drained()
+
+    def _sweep(self, conn: Connection, now: float) -> None:
+        cfg = self.config
+        if conn.owner != LOOP:
+            return
+        if conn.frame_deadline is not None and now > conn.frame_deadline:
+            log.info("closing %s: frame not completed in time", conn.session.address)
+            self._close(conn)
+        elif conn.out and now - conn.out_since > cfg.write_timeout:
+            log.info("closing %s: client stopped reading replies", conn.session.address)
+            self._close(conn)
+        elif (cfg.idle_timeout and conn.inflight == 0
+              and now - conn.last_active > cfg.idle_timeout):  # fmt: skip
+            self._close(conn)
+
+    # --- writing ----------------------------------------------------------------------
+
+    def _send(self, conn: Connection, data: bytes) -> None:
+        """Send a frame from any thread; what the socket does not take, the loop flushes."""
+        with conn.wlock:
+            if conn.closed:
+                return
+            if conn.out:
+                conn.out += data
+                return
+            try:
+                sent = conn.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                conn.closing = True
+                self._later(self._close, conn)
+                return
+            if sent == len(data):
+                return
+            conn.out += memoryview(data)[sent:]
+            conn.out_since = time.monotonic()
+        self._to_loop(self._want_write, conn)
+
+    def _want_write(self, conn: Connection) -> None:
+        assert self._loop is not None
+        if not conn.closed and conn.out:
+            self._loop.add_writer(conn.fd, self._flush, conn)
+            self._apply_limits(conn)
+
+    def _flush(self, conn: Connection) -> None:
+        assert self._loop is not None
+        with conn.wlock:
+            try:
+                sent = conn.sock.send(conn.out)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                sent = -1
+            if sent > 0:
+                del conn.out[:sent]
+                conn.out_since = time.monotonic()
+            remaining = len(conn.out)
+        if sent < 0:
+            self._close(conn)
+        elif not remaining:
+            self._loop.remove_writer(conn.fd)
+            self._apply_limits(conn)
+
+    # --- closing ----------------------------------------------------------------------
+
+    def _close(self, conn: Connection) -> None:
+        """Close a connection (loop thread). Waits for a worker that reads it to hand back."""
+        assert self._loop is not None
+        with conn.lock:
+            if conn.closed:
+                return
+            if conn.owner != LOOP:
+                conn.closing = True  # the worker hands back and calls us again
+                return
+            with conn.wlock:
+                conn.closed = True
+                if conn.loop_reading:
+                    self._loop.remove_reader(conn.fd)
+                    conn.loop_reading = False
+                self._loop.remove_writer(conn.fd)
+                conn.sock.close()
+        self._conns.pop(conn.fd, None)
+        self._kept.discard(conn)
+        session = conn.session
+        session.instances.clear()
+        try:
+            self.daemon.client_disconnected(session)
+        except Exception:
+            log.exception("client_disconnected hook failed")
+
+    def _close_all(self) -> None:
+        for conn in list(self._conns.values()):
+            with conn.lock:
+                conn.owner = LOOP  # the loop is ending; workers find the socket closed
+            self._close(conn)
+
+
+def _tune_tcp(sock: socket.socket, keepalive: tuple[int, int, int], user_timeout: float) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle, interval, count = keepalive
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval),
+                        ("TCP_KEEPCNT", count), ("TCP_USER_TIMEOUT", int(user_timeout * 1000))):  # fmt: skip
+        opt = getattr(socket, name, None)
+        if opt is not None and value > 0:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, opt, value)

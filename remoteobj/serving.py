@@ -1,0 +1,45 @@
+"""``serve()``: register objects and serve them until interrupted, in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .config import Config
+from .daemon import Daemon
+
+__all__ = ["serve"]
+
+
+def serve(
+    objects: Mapping[Any, str | None],
+    *,
+    host: str | None = None,
+    port: int = 0,
+    unixsocket: str | None = None,
+    daemon: Daemon | None = None,
+    use_ns: bool = True,
+    verbose: bool = True,
+    config: Config | None = None,
+) -> None:
+    """Serve ``{object_or_class: name}`` until interrupted (Pyro5's ``serve``).
+
+    With ``use_ns`` each name is registered in the name server that
+    :func:`remoteobj.locate_ns` finds, under a lease the daemon keeps renewing,
+    so the names vanish if this process dies; without it the name is the
+    object id. ``config`` defaults to ``Config.from_env()``.
+    """
+    cfg = config if config is not None else Config.from_env()
+    if daemon is None:
+        daemon = Daemon(host, port, unixsocket=unixsocket, config=cfg)
+    with daemon:
+        for obj, name in objects.items():
+            if use_ns and name:
+                uri = daemon.register(obj, name=name)
+            else:
+                uri = daemon.register(obj, name or None)
+            if verbose:
+                print(f"Object {obj!r}:\n    uri = {uri}" + (f"\n    name = {name}" if name else ""))
+        if verbose:
+            print("remoteobj daemon running.", flush=True)
+        daemon.request_loop()
