@@ -80,8 +80,16 @@ class RemoteMeta:
 class CallCore:
     """The protocol logic of a proxy, without I/O; shared by both shells."""
 
-    __slots__ = ("config", "handshake", "handshake_response", "limits", "meta", "object_id",
-                 "serializer", "uri")  # fmt: skip
+    __slots__ = (
+        "config",
+        "handshake",
+        "handshake_response",
+        "limits",
+        "meta",
+        "object_id",
+        "serializer",
+        "uri",
+    )
 
     def __init__(self, uri: URI, config: Config) -> None:
         self.uri = uri
@@ -98,8 +106,14 @@ class CallCore:
         payload = self.serializer.dumps({"handshake": self.handshake, "object": self.object_id})
         ctx = current_context()
         corr = ctx.correlation_id.bytes if ctx.correlation_id is not None else p.NO_CORR_ID
-        msg = p.Message(p.MSG_CONNECT, self.serializer.serializer_id, 0, payload,
-                        annotations=ctx.annotations, corr_id=corr)  # fmt: skip
+        msg = p.Message(
+            p.MSG_CONNECT,
+            self.serializer.serializer_id,
+            0,
+            payload,
+            annotations=ctx.annotations,
+            corr_id=corr,
+        )
         return p.encode(msg)
 
     def on_connect_reply(self, msg: p.Message) -> None:
@@ -123,14 +137,21 @@ class CallCore:
         self.meta = meta
         self.handshake_response = data.get("handshake")
 
-    def invoke_frame(self, seq: int, method: str, args: Sequence[Any],
-                     kwargs: Mapping[str, Any] | None, flags: int = 0) -> bytes:  # fmt: skip
+    def invoke_frame(
+        self,
+        seq: int,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        flags: int = 0,
+    ) -> bytes:
         """An INVOKE frame, carrying the caller's correlation id and annotations."""
         data = self.serializer.dumps_call(self.object_id, method, args, kwargs)
         ctx = current_context()
         corr = ctx.correlation_id.bytes if ctx.correlation_id is not None else p.NO_CORR_ID
-        msg = p.Message(p.MSG_INVOKE, self.serializer.serializer_id, seq, data, flags,
-                        ctx.annotations, corr)  # fmt: skip
+        msg = p.Message(
+            p.MSG_INVOKE, self.serializer.serializer_id, seq, data, flags, ctx.annotations, corr
+        )
         return p.encode(msg, compress=self.config.compression)
 
     def is_oneway(self, method: str) -> bool:
@@ -152,7 +173,9 @@ class CallCore:
             current_context().response_annotations = msg.annotations
         data = self.serializer.loads(msg.data, self.limits)
         if msg.flags & p.FLAGS_ITEMSTREAMRESULT:
-            raise ProtocolError("the remote method returned an iterator; streams need a newer proxy")
+            raise ProtocolError(
+                "the remote method returned an iterator; streams need a newer proxy"
+            )
         if msg.flags & p.FLAGS_EXCEPTION:
             if isinstance(data, BaseException):
                 raise data
@@ -186,8 +209,6 @@ def _open_socket(uri: URI, timeout: float | None) -> socket.socket:
     return sock
 
 
-
-
 class _Waiter:
     """One thread waiting for its reply on a shared connection."""
 
@@ -206,8 +227,7 @@ class _SyncConnection:
 
     def __init__(self, sock: socket.socket, core: CallCore) -> None:
         self.sock = sock
-        self.reader = p.MessageReader(core.config.max_message_size,
-                                      allow_compressed=True)  # fmt: skip
+        self.reader = p.MessageReader(core.config.max_message_size, allow_compressed=True)
         self.lock = threading.Lock()
         self.send_lock = threading.Lock()
         self.pending: dict[int, _Waiter] = {}
@@ -497,8 +517,9 @@ class Proxy:
             object.__setattr__(self, "_conn", conn)
             return conn
 
-    def _invoke(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None,
-                flags: int = 0) -> Any:  # fmt: skip
+    def _invoke(
+        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None, flags: int = 0
+    ) -> Any:
         conn = self._connection()
         if conn.looks_dead():
             # The daemon went away while we were idle (e.g. it restarted): nothing was
@@ -663,8 +684,9 @@ class AsyncProxy:
             if not fut.done():
                 fut.set_exception(ConnectionClosedError(f"connection lost: {exc}", sent=True))
 
-    async def _invoke(self, method: str, args: Sequence[Any],
-                      kwargs: Mapping[str, Any] | None) -> Any:  # fmt: skip
+    async def _invoke(
+        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None
+    ) -> Any:
         core = await self._connection()
         if method not in ("__getattr__", "__setattr__"):
             core.check_method(method)

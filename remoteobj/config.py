@@ -100,7 +100,8 @@ class Config:
     #: TCP keepalive (idle, interval, probes) and TCP_USER_TIMEOUT.
     keepalive: tuple[int, int, int] = (60, 10, 3)
     tcp_user_timeout: float = 30.0
-    #: Lifetime of a server-side stream (``0``: unlimited), and how long one outlives its connection.
+    #: Lifetime of a server-side stream (``0``: unlimited),
+    #: and how long one outlives its connection.
     iter_stream_lifetime: float = 0.0
     iter_stream_linger: float = 30.0
     #: Streams open at once per daemon.
@@ -128,7 +129,8 @@ class Config:
 
     def _problems(self) -> typing.Iterator[str]:
         if self.serializer not in SERIALIZER_NAMES:
-            yield f"serializer must be one of {', '.join(SERIALIZER_NAMES)}, not {self.serializer!r}"
+            names = ", ".join(SERIALIZER_NAMES)
+            yield f"serializer must be one of {names}, not {self.serializer!r}"
         unknown = set(self.accepted_serializers) - set(SERIALIZER_NAMES)
         if unknown:
             yield f"accepted_serializers has unknown names {sorted(unknown)}"
@@ -137,19 +139,41 @@ class Config:
             if not 0 <= value <= 65535:
                 yield f"{name} must be a port number (0-65535), not {value}"
         positive = (
-            "max_message_size", "serpent_max_elements", "max_nesting", "max_concurrent_decodes",
-            "workers", "max_connections", "max_inflight_per_conn", "max_inflight", "max_batch",
-            "oneway_workers", "oneway_queue", "write_high_water", "max_streams", "ns_max_names",
-            "ns_max_name_length", "first_frame_timeout", "frame_timeout",
-            "ssl_handshake_timeout", "connect_timeout", "write_timeout", "ns_lease", "ns_renew",
-        )  # fmt: skip
+            "max_message_size",
+            "serpent_max_elements",
+            "max_nesting",
+            "max_concurrent_decodes",
+            "workers",
+            "max_connections",
+            "max_inflight_per_conn",
+            "max_inflight",
+            "max_batch",
+            "oneway_workers",
+            "oneway_queue",
+            "write_high_water",
+            "max_streams",
+            "ns_max_names",
+            "ns_max_name_length",
+            "first_frame_timeout",
+            "frame_timeout",
+            "ssl_handshake_timeout",
+            "connect_timeout",
+            "write_timeout",
+            "ns_lease",
+            "ns_renew",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 yield f"{name} must be > 0, not {getattr(self, name)}"
         non_negative = (
-            "commtimeout", "worker_linger", "idle_timeout", "iter_stream_lifetime",
-            "iter_stream_linger", "shutdown_grace", "tcp_user_timeout",
-        )  # fmt: skip
+            "commtimeout",
+            "worker_linger",
+            "idle_timeout",
+            "iter_stream_lifetime",
+            "iter_stream_linger",
+            "shutdown_grace",
+            "tcp_user_timeout",
+        )
         for name in non_negative:
             if getattr(self, name) < 0:
                 yield f"{name} must be >= 0, not {getattr(self, name)}"

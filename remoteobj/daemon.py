@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 #: Object id of the daemon's own built-in object.
 DAEMON_NAME = "Pyro.Daemon"
 MARSHAL_ID = 2
+_WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - recognised, not bound to
 BATCH_METHOD = "<batch>"
 
 
@@ -109,7 +110,8 @@ class DaemonObject:
     def info(self) -> str:
         """A line describing this daemon."""
         d = self._daemon
-        return f"{type(d).__name__} bound on {d.location}, with {len(d.registered())} objects registered"
+        count = len(d.registered())
+        return f"{type(d).__name__} bound on {d.location}, with {count} objects registered"
 
     def get_metadata(self, objectId: str) -> dict[str, set[str]]:  # noqa: N803 - Pyro5's name
         """The exposed members of a registered object (Pyro5's metadata dict)."""
@@ -198,8 +200,9 @@ class Daemon:
         if self._lease_keeper is None:
             from .naming import LeaseKeeper, locate_ns  # the name service sits above daemons
 
-            self._lease_keeper = LeaseKeeper(ns if ns is not None else locate_ns(config=self.config),
-                                             self.config)  # fmt: skip
+            self._lease_keeper = LeaseKeeper(
+                ns if ns is not None else locate_ns(config=self.config), self.config
+            )
             self._lease_keeper.start()
         return self._lease_keeper
 
@@ -288,8 +291,8 @@ class Daemon:
 
     def _advertised(self) -> tuple[str, int]:
         host, port = self.sock.getsockname()[:2]
-        if host in ("0.0.0.0", "::", ""):
-            host = self._host if self._host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        if host in _WILDCARDS:  # bound to every interface: advertise a name peers can reach
+            host = self._host if self._host not in _WILDCARDS else socket.gethostname()
         return self._nathost or host, self._natport or port
 
     @property
@@ -370,8 +373,8 @@ class Daemon:
 
     # --- protocol handling (called by the server) -------------------------------
 
-    def handle_connect(self, session: Session, msg: p.Message) -> bytes:
-        """Answer a CONNECT: CONNECTOK with the object's metadata, or CONNECTFAIL."""
+    def handle_connect(self, session: Session, msg: p.Message) -> tuple[bytes, bool]:
+        """Answer a CONNECT: ``(CONNECTOK frame, True)`` or ``(CONNECTFAIL frame, False)``."""
         session.corr_id = msg.corr_id if msg.flags & p.FLAGS_CORR_ID else _new_corr_id()
         ser = self._serializers.get(msg.serializer_id)
         try:
@@ -386,37 +389,53 @@ class Daemon:
         except Exception as exc:
             log.debug("handshake refused: %s", exc)
             fail_ser = ser if ser is not None else get_serializer(MARSHAL_ID)
-            reply = p.Message(p.MSG_CONNECTFAIL, fail_ser.serializer_id, msg.seq,
-                              fail_ser.dumps(str(exc)), corr_id=session.corr_id)  # fmt: skip
-            return p.encode(reply)
+            reply = p.Message(
+                p.MSG_CONNECTFAIL,
+                fail_ser.serializer_id,
+                msg.seq,
+                fail_ser.dumps(str(exc)),
+                corr_id=session.corr_id,
+            )
+            return p.encode(reply), False
         session.handshake = data.get("handshake")
         session.handshaken = True
-        reply = p.Message(p.MSG_CONNECTOK, ser.serializer_id, msg.seq, payload,
-                          corr_id=session.corr_id)  # fmt: skip
-        return p.encode(reply)
+        reply = p.Message(
+            p.MSG_CONNECTOK, ser.serializer_id, msg.seq, payload, corr_id=session.corr_id
+        )
+        return p.encode(reply), True
 
     def connect_fail(self, seq: int, reason: str) -> bytes:
         """A CONNECTFAIL frame (marshal, as Pyro5 sends before it knows the serializer)."""
         ser = get_serializer(MARSHAL_ID)
-        return p.encode(p.Message(p.MSG_CONNECTFAIL, MARSHAL_ID, seq, ser.dumps(reason),
-                                  corr_id=_new_corr_id()))  # fmt: skip
+        return p.encode(
+            p.Message(p.MSG_CONNECTFAIL, MARSHAL_ID, seq, ser.dumps(reason), corr_id=_new_corr_id())
+        )
 
     def pong(self, msg: p.Message) -> bytes:
         """The answer to a PING: same seq and serializer id, payload ``pong``."""
-        return p.encode(p.Message(p.MSG_PING, msg.serializer_id, msg.seq, b"pong",
-                                  corr_id=_new_corr_id()))  # fmt: skip
+        return p.encode(
+            p.Message(p.MSG_PING, msg.serializer_id, msg.seq, b"pong", corr_id=_new_corr_id())
+        )
 
-    def error_reply(self, msg: p.Message, exc: BaseException, ser: Serializer | None = None) -> bytes:
+    def error_reply(
+        self, msg: p.Message, exc: BaseException, ser: Serializer | None = None
+    ) -> bytes:
         """A RESULT frame carrying ``exc`` (FLAGS_EXCEPTION), in the request's serializer
         when it is one we speak, else serpent."""
         if ser is None:
             ser = self._serializers.get(msg.serializer_id) or get_serializer("serpent")
         corr = msg.corr_id if msg.flags & p.FLAGS_CORR_ID else _new_corr_id()
         return p.encode(
-            p.Message(p.MSG_RESULT, ser.serializer_id, msg.seq, self._dump_exception(ser, exc),
-                      p.FLAGS_EXCEPTION, corr_id=corr),
+            p.Message(
+                p.MSG_RESULT,
+                ser.serializer_id,
+                msg.seq,
+                self._dump_exception(ser, exc),
+                p.FLAGS_EXCEPTION,
+                corr_id=corr,
+            ),
             compress=self.config.compression,
-        )  # fmt: skip
+        )
 
     def prepare(self, session: Session, msg: p.Message) -> Call | bytes | None:
         """Decode and access-check an INVOKE.
@@ -428,10 +447,15 @@ class Daemon:
         oneway = bool(msg.flags & p.FLAGS_ONEWAY)
         corr = msg.corr_id if msg.flags & p.FLAGS_CORR_ID else _new_corr_id()
         ctx = CallContext(
-            correlation_id=uuid.UUID(bytes=corr), annotations=msg.annotations,
-            client_address=session.address, handshake=session.handshake, seq=msg.seq,
-            flags=msg.flags, serializer_id=msg.serializer_id, connection=session,
-        )  # fmt: skip
+            correlation_id=uuid.UUID(bytes=corr),
+            annotations=msg.annotations,
+            client_address=session.address,
+            handshake=session.handshake,
+            seq=msg.seq,
+            flags=msg.flags,
+            serializer_id=msg.serializer_id,
+            connection=session,
+        )
         msg.corr_id = corr
         msg.flags |= p.FLAGS_CORR_ID
         try:
@@ -466,7 +490,9 @@ class Daemon:
         if not isinstance(calls, (list, tuple)):
             raise ProtocolError("invalid batch: expected a list of calls")
         if len(calls) > self.config.max_batch:
-            raise ProtocolError(f"batch too long: {len(calls)} calls, limit {self.config.max_batch}")
+            raise ProtocolError(
+                f"batch too long: {len(calls)} calls, limit {self.config.max_batch}"
+            )
         prepared = []
         for item in calls:
             if not isinstance(item, (list, tuple)) or len(item) != 3:
@@ -500,7 +526,9 @@ class Daemon:
         """Run a synchronous call (in a worker thread); the reply frame, or ``None`` if oneway."""
         set_context(call.ctx)
         try:
-            result = call.func(*call.args, **call.kwargs) if call.batch is None else _run_batch(call)
+            result = (
+                call.func(*call.args, **call.kwargs) if call.batch is None else _run_batch(call)
+            )
         except Exception as exc:
             return self._failed(call, exc)
         return self._result(call, result)
@@ -516,8 +544,9 @@ class Daemon:
 
     def _failed(self, call: Call, exc: Exception) -> bytes | None:
         if getattr(call.func, "_pyroCallback", False):
-            log.warning("exception in callback %s", getattr(call.func, "__name__", call.func),
-                        exc_info=exc)  # fmt: skip
+            log.warning(
+                "exception in callback %s", getattr(call.func, "__name__", call.func), exc_info=exc
+            )
         if call.oneway:
             log.debug("oneway call failed", exc_info=exc)
             return None
@@ -539,10 +568,17 @@ class Daemon:
         if call.batch is not None:
             flags |= p.FLAGS_BATCH
         return p.encode(
-            p.Message(p.MSG_RESULT, msg.serializer_id, msg.seq, data, flags,
-                      call.ctx.response_annotations, msg.corr_id),
+            p.Message(
+                p.MSG_RESULT,
+                msg.serializer_id,
+                msg.seq,
+                data,
+                flags,
+                call.ctx.response_annotations,
+                msg.corr_id,
+            ),
             compress=self.config.compression,
-        )  # fmt: skip
+        )
 
     def _dump_exception(self, ser: Serializer, exc: BaseException) -> bytes:
         if self.config.send_tracebacks and not hasattr(exc, "_pyroTraceback"):
@@ -563,7 +599,7 @@ def _resolve(target: Any, members: ExposedMembers, method: str, args: Any) -> tu
 
     Error texts name only the requested member, never the class or module.
     """
-    if method == "__getattr__" or method == "__setattr__":
+    if method in ("__getattr__", "__setattr__"):
         if not isinstance(args, (list, tuple)) or not args or not isinstance(args[0], str):
             raise ProtocolError(f"invalid {method} call")
         name = args[0]
@@ -600,4 +636,3 @@ def _run_batch(call: Call) -> list[Any]:
             results.append(ExceptionWrapper(exc))
             break
     return results
-

@@ -80,7 +80,7 @@ class ConnectionClosedError(CommunicationError):
         self.sent = sent
 
 
-class TimeoutError(CommunicationError, builtins.TimeoutError):  # noqa: A001 - Pyro5's name
+class TimeoutError(CommunicationError, builtins.TimeoutError):
     """A deadline passed: connecting, a call's reply, a frame's body, a handshake.
 
     It is also a :class:`builtins.TimeoutError`, so ``except TimeoutError`` from

@@ -14,6 +14,7 @@ decorators is served the same way by a remoteobj daemon.
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -82,10 +83,10 @@ def expose(member: T) -> T:
         _refuse_private(member.__func__.__name__)
         _mark(member, "_pyroExposed")
         return member
-    name = getattr(member, "__name__", None)
-    if name is None or not callable(member):
+    member_name = getattr(member, "__name__", None)
+    if not isinstance(member_name, str) or not callable(member):
         raise TypeError(f"@expose applies to classes, methods and properties, not {member!r}")
-    _refuse_private(name)
+    _refuse_private(member_name)
     _mark(member, "_pyroExposed")
     return member
 
@@ -139,7 +140,7 @@ def behavior(
 def instance_mode_of(cls: type[Any]) -> tuple[InstanceMode, Callable[[type[Any]], Any] | None]:
     """The ``(instance_mode, instance_creator)`` of a class (``("session", None)`` by default)."""
     mode, creator = getattr(cls, "_pyroInstancing", ("session", None))
-    return mode, creator
+    return typing.cast(InstanceMode, mode), creator
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +192,11 @@ def exposed_members(cls: type[Any]) -> ExposedMembers:
             if inspect.iscoroutinefunction(func):
                 coroutines.add(name)
     members = ExposedMembers(
-        frozenset(methods), frozenset(one), frozenset(attrs), frozenset(writable),
+        frozenset(methods),
+        frozenset(one),
+        frozenset(attrs),
+        frozenset(writable),
         frozenset(coroutines),
-    )  # fmt: skip
+    )
     _cache[cls] = members
     return members

@@ -106,8 +106,9 @@ class WorkerPool:
         self._jobs.put((fn, args))
         with self._lock:
             if self._idle == 0 and len(self._threads) < self._size:
-                t = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}",
-                                     daemon=True)  # fmt: skip
+                t = threading.Thread(
+                    target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
                 self._threads.append(t)
                 self._idle += 1
                 t.start()
@@ -141,10 +142,25 @@ class Connection:
     """One client connection's state; changed under ``lock`` where threads meet."""
 
     __slots__ = (
-        "closed", "closing", "exec_started", "fd", "frame_deadline", "inflight", "last_active",
-        "lock", "loop_reading", "out", "out_since", "owner", "paused", "phase", "reader",
-        "session", "sock", "wlock",
-    )  # fmt: skip
+        "closed",
+        "closing",
+        "exec_started",
+        "fd",
+        "frame_deadline",
+        "inflight",
+        "last_active",
+        "lock",
+        "loop_reading",
+        "out",
+        "out_since",
+        "owner",
+        "paused",
+        "phase",
+        "reader",
+        "session",
+        "sock",
+        "wlock",
+    )
 
     def __init__(self, sock: socket.socket, session: Session, reader: p.MessageReader) -> None:
         self.sock = sock
@@ -190,6 +206,7 @@ class Server:
         self._grace_deadline = 0.0
         self._done: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = asyncio.Event()
         self.finished = False
 
     # --- lifecycle ------------------------------------------------------------
@@ -209,6 +226,7 @@ class Server:
             self._pool.stop()
             self._oneway_pool.stop()
             self.finished = True
+            self._closed.set()
 
     def stop(self, grace: float) -> None:
         """Begin a graceful shutdown (thread-safe): in-flight calls get ``grace`` seconds."""
@@ -222,9 +240,8 @@ class Server:
                 loop.call_soon_threadsafe(self._begin_stop, grace)
 
     async def wait_closed(self) -> None:
-        """Wait until :meth:`serve` has returned."""
-        while not self.finished:
-            await asyncio.sleep(0.01)
+        """Wait until :meth:`serve` has returned (call it on the serving loop)."""
+        await self._closed.wait()
 
     def _begin_stop(self, grace: float) -> None:
         if self._stopping:
@@ -265,8 +282,9 @@ class Server:
                 log.info("accept failed: %s", exc)
                 return
             if len(self._conns) >= self.config.max_connections and not self._evict_idle():
-                log.warning("connection limit (%d) reached; refusing %s",
-                            self.config.max_connections, addr)  # fmt: skip
+                log.warning(
+                    "connection limit (%d) reached; refusing %s", self.config.max_connections, addr
+                )
                 sock.close()
                 continue
             self._setup(sock, addr)
@@ -280,8 +298,9 @@ class Server:
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             _tune_tcp(sock, self.config.keepalive, self.config.tcp_user_timeout)
-        reader = p.MessageReader(self.config.max_message_size,
-                                 allow_compressed=self.config.compression)  # fmt: skip
+        reader = p.MessageReader(
+            self.config.max_message_size, allow_compressed=self.config.compression
+        )
         conn = Connection(sock, Session(addr), reader)
         conn.frame_deadline = time.monotonic() + self.config.first_frame_timeout
         self._conns[conn.fd] = conn
@@ -293,8 +312,10 @@ class Server:
         if not idle:
             return False
         victim = min(idle, key=lambda c: c.last_active)
-        log.info("connection limit reached; closing the longest idle connection %s",
-                 victim.session.address)  # fmt: skip
+        log.info(
+            "connection limit reached; closing the longest idle connection %s",
+            victim.session.address,
+        )
         self._close(victim)
         return True
 
@@ -370,12 +391,11 @@ class Server:
                 self._finish(conn, reply)
                 self._close(conn)
                 return
-            reply = self.daemon.handle_connect(session, msg)
-            if session.handshaken:
+            reply, accepted = self.daemon.handle_connect(session, msg)
+            self._finish(conn, reply)
+            if accepted:
                 conn.frame_deadline = None
-                self._finish(conn, reply)
             else:
-                self._finish(conn, reply)
                 self._close(conn)
             return
         if msg.type == p.MSG_PING:
@@ -418,8 +438,9 @@ class Server:
             return
         if self._oneway_pending >= self.config.oneway_workers + self.config.oneway_queue:
             self._oneway_dropped += 1
-            log.warning("oneway queue full; dropped a call (%d dropped so far)",
-                        self._oneway_dropped)  # fmt: skip
+            log.warning(
+                "oneway queue full; dropped a call (%d dropped so far)", self._oneway_dropped
+            )
             return
         self._oneway_pending += 1
         self._oneway_pool.submit(self._run_oneway, call)
@@ -452,9 +473,11 @@ class Server:
 
     def _apply_limits(self, conn: Connection) -> None:
         """Pause reading a connection over its in-flight limits; resume it below them. Loop only."""
-        over = (conn.inflight >= self.config.max_inflight_per_conn
-                or self._inflight >= self.config.max_inflight
-                or len(conn.out) > self.config.write_high_water)  # fmt: skip
+        over = (
+            conn.inflight >= self.config.max_inflight_per_conn
+            or self._inflight >= self.config.max_inflight
+            or len(conn.out) > self.config.write_high_water
+        )
         if over or self._stopping:
             self._pause(conn)
         elif conn.paused:
@@ -506,9 +529,17 @@ class Server:
         cfg = self.config
         with conn.lock:
             conn.inflight -= 1
-            keep = (cfg.worker_linger > 0 and conn.inflight == 0 and not conn.closing
-                    and not conn.closed and not conn.paused and not self._stopping
-                    and not conn.reader.in_frame and not conn.out and self._pool.has_spare())  # fmt: skip
+            keep = (
+                cfg.worker_linger > 0
+                and conn.inflight == 0
+                and not conn.closing
+                and not conn.closed
+                and not conn.paused
+                and not self._stopping
+                and not conn.reader.in_frame
+                and not conn.out
+                and self._pool.has_spare()
+            )
             if keep:
                 conn.owner = WORKER
                 conn.phase = READING
@@ -571,9 +602,12 @@ class Server:
                 if not msgs:
                     deadline = time.monotonic() + self.config.worker_linger
                     continue
-                single = (len(msgs) == 1 and not conn.reader.in_frame
-                          and msgs[0].type == p.MSG_INVOKE
-                          and not msgs[0].flags & p.FLAGS_ONEWAY)  # fmt: skip
+                single = (
+                    len(msgs) == 1
+                    and not conn.reader.in_frame
+                    and msgs[0].type == p.MSG_INVOKE
+                    and not msgs[0].flags & p.FLAGS_ONEWAY
+                )
                 if not single:
                     self._release(conn)
                     self._to_loop(self._dispatch_all, conn, msgs)
@@ -625,8 +659,11 @@ class Server:
             now = time.monotonic()
             for conn in list(self._kept):
                 with conn.lock:
-                    if (conn.owner == WORKER and conn.phase == EXECUTING
-                            and now - conn.exec_started > STEAL_AFTER):  # fmt: skip
+                    if (
+                        conn.owner == WORKER
+                        and conn.phase == EXECUTING
+                        and now - conn.exec_started > STEAL_AFTER
+                    ):
                         self._release(conn)
             if now < next_sweep:
                 continue
@@ -645,8 +682,7 @@ class Server:
         elif conn.out and now - conn.out_since > cfg.write_timeout:
             log.info("closing %s: client stopped reading replies", conn.session.address)
             self._close(conn)
-        elif (cfg.idle_timeout and conn.inflight == 0
-              and now - conn.last_active > cfg.idle_timeout):  # fmt: skip
+        elif cfg.idle_timeout and conn.inflight == 0 and now - conn.last_active > cfg.idle_timeout:
             self._close(conn)
 
     # --- writing ----------------------------------------------------------------------
@@ -736,8 +772,12 @@ def _tune_tcp(sock: socket.socket, keepalive: tuple[int, int, int], user_timeout
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     idle, interval, count = keepalive
-    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval),
-                        ("TCP_KEEPCNT", count), ("TCP_USER_TIMEOUT", int(user_timeout * 1000))):  # fmt: skip
+    for name, value in (
+        ("TCP_KEEPIDLE", idle),
+        ("TCP_KEEPINTVL", interval),
+        ("TCP_KEEPCNT", count),
+        ("TCP_USER_TIMEOUT", int(user_timeout * 1000)),
+    ):
         opt = getattr(socket, name, None)
         if opt is not None and value > 0:
             with contextlib.suppress(OSError):

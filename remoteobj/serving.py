@@ -39,7 +39,9 @@ def serve(
             else:
                 uri = daemon.register(obj, name or None)
             if verbose:
-                print(f"Object {obj!r}:\n    uri = {uri}" + (f"\n    name = {name}" if name else ""))
+                print(
+                    f"Object {obj!r}:\n    uri = {uri}" + (f"\n    name = {name}" if name else "")
+                )
         if verbose:
             print("remoteobj daemon running.", flush=True)
         daemon.request_loop()

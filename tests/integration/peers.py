@@ -74,8 +74,9 @@ def main() -> None:
                 return x * 2
 
         remoteobj.expose(Aio)
-        cfg = remoteobj.Config(accepted_serializers=frozenset({"serpent", "json", "msgpack",
-                                                               "marshal"}))  # fmt: skip
+        cfg = remoteobj.Config(
+            accepted_serializers=frozenset({"serpent", "json", "msgpack", "marshal"})
+        )
         daemon = remoteobj.Daemon("127.0.0.1", port, config=cfg)
         uri = daemon.register(Aio(), "test.service")
         print("READY", uri, flush=True)

@@ -20,9 +20,19 @@ from remoteobj.errors import CommunicationError
 from tests.procs import LOOPBACK, Proc, free_port, start
 
 VALUES: list[Any] = [
-    None, True, 0, -7, 2**70, 1.5, "héllo ✓", "", [1, "a", [2.0]], (1, 2), {"k": [1, {"n": None}]},
+    None,
+    True,
+    0,
+    -7,
+    2**70,
+    1.5,
+    "héllo ✓",
+    "",
+    [1, "a", [2.0]],
+    (1, 2),
+    {"k": [1, {"n": None}]},
     {1, 2, 3},
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="module", params=["remoteobj", "pyro5"])
@@ -67,8 +77,7 @@ def test_remote_exception_is_raised_as_its_type_with_the_remote_traceback(
     with remoteobj.Proxy(server[1]) as p, pytest.raises(ValueError) as info:
         p.fail("boom")
     assert info.value.args == ("boom", 42)
-    assert any("Traceback" in note and "raise ValueError" in note
-               for note in info.value.__notes__)  # fmt: skip
+    assert any("Traceback" in note and "raise ValueError" in note for note in info.value.__notes__)
 
 
 def test_oneway_returns_at_once_and_runs(server: tuple[str, str]) -> None:

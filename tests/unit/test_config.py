@@ -26,11 +26,17 @@ def test_config_is_frozen() -> None:
 
 
 def test_env_variables_set_fields_by_type() -> None:
-    c = Config.from_env({
-        "REMOTEOBJ_COMMTIMEOUT": "2.5", "REMOTEOBJ_NS_PORT": "9999",
-        "REMOTEOBJ_COMPRESSION": "on", "REMOTEOBJ_ACCEPTED_SERIALIZERS": "json, serpent",
-        "REMOTEOBJ_KEEPALIVE": "5,6,7", "REMOTEOBJ_NS_BCHOST": "none", "PATH": "/bin",
-    })  # fmt: skip
+    c = Config.from_env(
+        {
+            "REMOTEOBJ_COMMTIMEOUT": "2.5",
+            "REMOTEOBJ_NS_PORT": "9999",
+            "REMOTEOBJ_COMPRESSION": "on",
+            "REMOTEOBJ_ACCEPTED_SERIALIZERS": "json, serpent",
+            "REMOTEOBJ_KEEPALIVE": "5,6,7",
+            "REMOTEOBJ_NS_BCHOST": "none",
+            "PATH": "/bin",
+        }
+    )
     assert c.commtimeout == 2.5
     assert c.ns_port == 9999
     assert c.compression is True
@@ -55,9 +61,15 @@ def test_unparsable_value_is_an_error_naming_it() -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"serializer": "pickle"}, {"workers": 0}, {"ns_port": 70000}, {"commtimeout": -1},
-     {"accepted_serializers": frozenset({"pickle"})}, {"ns_renew": 30.0, "ns_lease": 30.0}],
-)  # fmt: skip
+    [
+        {"serializer": "pickle"},
+        {"workers": 0},
+        {"ns_port": 70000},
+        {"commtimeout": -1},
+        {"accepted_serializers": frozenset({"pickle"})},
+        {"ns_renew": 30.0, "ns_lease": 30.0},
+    ],
+)
 def test_invalid_values_are_refused(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="invalid Config"):
         Config(**changes)  # type: ignore[arg-type]

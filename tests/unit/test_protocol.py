@@ -18,7 +18,8 @@ LIMIT = 64 * 1024
 # annotation XYZW=b"abc", payload b"payload".
 PYRO5_INVOKE = bytes.fromhex(
     "5059524f01f6040100000001000000070000000b" + "00" * 16 + "00004dc5"
-    "58595a5700000003616263" "7061796c6f6164"
+    "58595a5700000003616263"
+    "7061796c6f6164"
 )
 
 
@@ -72,7 +73,9 @@ def test_any_messages_survive_any_chunking(msgs: list[p.Message], chunk: int) ->
         assert received.annotations == sent.annotations
         assert received.corr_id == sent.corr_id
         assert (received.type, received.serializer_id, received.seq) == (
-            sent.type, sent.serializer_id, sent.seq,
+            sent.type,
+            sent.serializer_id,
+            sent.seq,
         )
         expected_flags = sent.flags | (p.FLAGS_CORR_ID if sent.corr_id != p.NO_CORR_ID else 0)
         assert received.flags == expected_flags
@@ -109,8 +112,19 @@ def test_foreign_bytes_are_refused_before_a_header_is_complete(prefix: bytes, er
 
 
 def header(**fields: int | bytes) -> bytes:
-    values = dict(tag=b"PYRO", version=502, type=4, ser=1, flags=0, seq=1, data_len=0,
-                  ann_len=0, corr=bytes(16), reserved=0, magic=0x4DC5)  # fmt: skip
+    values = dict(
+        tag=b"PYRO",
+        version=502,
+        type=4,
+        ser=1,
+        flags=0,
+        seq=1,
+        data_len=0,
+        ann_len=0,
+        corr=bytes(16),
+        reserved=0,
+        magic=0x4DC5,
+    )
     values.update(fields)
     return p.HEADER.pack(*values.values())
 
