@@ -22,7 +22,7 @@ from .client import AsyncProxy, Proxy
 from .config import Config
 from .context import CallContext, current_context
 from .daemon import Daemon
-from .expose import behavior, callback, expose, oneway
+from .exposure import behavior, callback, expose, oneway
 from .naming import locate_ns
 from .serving import serve
 from .uri import URI

@@ -255,14 +255,16 @@ class _SyncConnection:
 
     def looks_dead(self) -> bool:
         """With nothing in flight, a readable socket means EOF or junk: the peer is gone."""
+        # Hold the lock through the poll: otherwise another thread could register,
+        # send and get its reply in between, and a live connection would look dead.
         with self.lock:
             if self.pending or self.reading:
                 return False
-        try:
-            ready, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
-            return True
-        return bool(ready)
+            try:
+                ready, _, _ = select.select([self.sock], [], [], 0)
+            except (OSError, ValueError):
+                return True
+            return bool(ready)
 
     def send(self, data: bytes, timeout: float | None) -> None:
         with self.send_lock:

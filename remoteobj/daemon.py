@@ -8,7 +8,7 @@ and :meth:`Daemon.run_async`.
 
 The only way into user code is :meth:`Daemon.prepare`, and it checks every
 name against the exposed members of the target's class
-(:func:`remoteobj.expose.exposed_members`): plain calls, oneway calls,
+(:func:`remoteobj.exposure.exposed_members`): plain calls, oneway calls,
 batches, property reads and writes alike.
 """
 
@@ -36,7 +36,7 @@ from .errors import (
     SecurityError,
     SerializeError,
 )
-from .expose import ExposedMembers, expose, exposed_members, instance_mode_of
+from .exposure import ExposedMembers, expose, exposed_members, instance_mode_of
 from .serializers import DecodeLimits, ExceptionWrapper, Serializer, get_serializer
 from .uri import URI
 
@@ -332,7 +332,7 @@ class Daemon:
         keeper, self._lease_keeper = self._lease_keeper, None
         if keeper is not None:
             keeper.stop(unregister=True)
-        if self._server is None and self._sock is not None:
+        if (self._server is None or self._server.finished) and self._sock is not None:
             self._sock.close()
             self._sock = None
             if self._unixsocket is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -163,39 +163,61 @@ def test_pyro5_proxy_cannot_reach_private_names_on_the_wire(our_daemon: str) -> 
             assert "Service" not in str(info.value)  # no class names leak
 
 
-def test_eight_pyro5_clients_of_a_blocking_method_finish_together(our_daemon: str) -> None:
-    from Pyro5.api import Proxy
+def run_overlapping(call: Callable[[], object], n: int = 8) -> list[tuple[float, float]]:
+    """Run ``call`` in ``n`` threads released together; each call's (start, end)."""
+    barrier = threading.Barrier(n)
+    spans: list[tuple[float, float]] = []
 
-    def call() -> None:
-        with Proxy(our_daemon) as p:
-            p.sleep(0.5)
+    def worker() -> None:
+        barrier.wait(10)
+        started = time.monotonic()
+        call()
+        spans.append((started, time.monotonic()))
 
-    threads = [threading.Thread(target=call) for _ in range(8)]
-    started = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(10)
-    assert time.monotonic() - started < 1.5
+        t.join(20)
+    assert len(spans) == n, "some calls did not finish"
+    return spans
+
+
+def assert_all_ran_at_once(spans: list[tuple[float, float]]) -> None:
+    # Concurrent means every call started before any of them ended: with a
+    # 0.5 s method, serial execution would put the last start 3.5 s after the first end.
+    last_start = max(s for s, _ in spans)
+    first_end = min(e for _, e in spans)
+    assert last_start < first_end, f"calls ran one after another: {spans}"
+
+
+def test_eight_pyro5_clients_of_a_blocking_method_finish_together(our_daemon: str) -> None:
+    from Pyro5.api import Proxy
+
+    proxies = [Proxy(our_daemon) for _ in range(8)]
+    for p in proxies:
+        p._pyroBind()
+    pool = iter(proxies)
+    lock = threading.Lock()
+
+    def call() -> None:
+        with lock:
+            p = next(pool)
+        p._pyroClaimOwnership()
+        p.sleep(0.5)
+
+    try:
+        assert_all_ran_at_once(run_overlapping(call))
+    finally:
+        for p in proxies:
+            p._pyroClaimOwnership()
+            p._pyroRelease()
 
 
 def test_one_proxy_shared_by_eight_threads_runs_their_calls_concurrently(our_daemon: str) -> None:
-    results: list[float] = []
     with remoteobj.Proxy(our_daemon) as p:
         p._bind()
-
-        def call() -> None:
-            results.append(p.sleep(0.5))
-
-        threads = [threading.Thread(target=call) for _ in range(8)]
-        started = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(10)
-        elapsed = time.monotonic() - started
-    assert results == [0.5] * 8
-    assert elapsed < 1.5
+        assert_all_ran_at_once(run_overlapping(lambda: p.sleep(0.5)))
 
 
 def test_shared_proxy_keeps_replies_apart_under_load(our_daemon: str) -> None:

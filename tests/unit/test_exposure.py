@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import remoteobj.expose as ex
+import remoteobj.exposure as ex
 
 
 @ex.expose
