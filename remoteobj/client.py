@@ -105,7 +105,7 @@ class CallCore:
         """The CONNECT frame that opens a connection to this proxy's object."""
         payload = self.serializer.dumps({"handshake": self.handshake, "object": self.object_id})
         ctx = current_context()
-        corr = ctx.correlation_id.bytes if ctx.correlation_id is not None else p.NO_CORR_ID
+        corr = ctx.corr_id or p.NO_CORR_ID
         msg = p.Message(
             p.MSG_CONNECT,
             self.serializer.serializer_id,
@@ -148,7 +148,7 @@ class CallCore:
         """An INVOKE frame, carrying the caller's correlation id and annotations."""
         data = self.serializer.dumps_call(self.object_id, method, args, kwargs)
         ctx = current_context()
-        corr = ctx.correlation_id.bytes if ctx.correlation_id is not None else p.NO_CORR_ID
+        corr = ctx.corr_id or p.NO_CORR_ID
         msg = p.Message(
             p.MSG_INVOKE, self.serializer.serializer_id, seq, data, flags, ctx.annotations, corr
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import logging
 import os
 import socket
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 #: Object id of the daemon's own built-in object.
 DAEMON_NAME = "Pyro.Daemon"
 MARSHAL_ID = 2
+_CORR_PREFIX = os.urandom(8)
+_corr_counter = itertools.count(1)
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - recognised, not bound to
 BATCH_METHOD = "<batch>"
 
@@ -447,7 +450,7 @@ class Daemon:
         oneway = bool(msg.flags & p.FLAGS_ONEWAY)
         corr = msg.corr_id if msg.flags & p.FLAGS_CORR_ID else _new_corr_id()
         ctx = CallContext(
-            correlation_id=uuid.UUID(bytes=corr),
+            corr_id=corr,
             annotations=msg.annotations,
             client_address=session.address,
             handshake=session.handshake,
@@ -591,7 +594,10 @@ class Daemon:
 
 
 def _new_corr_id() -> bytes:
-    return uuid.uuid4().bytes
+    # Unique per request: a random per-process prefix and a counter (next() on
+    # itertools.count is atomic). Pyro5 makes a uuid4 per request; ids are for
+    # tracing, not secrets, and this is several times cheaper on the hot path.
+    return _CORR_PREFIX + next(_corr_counter).to_bytes(8, "big")
 
 
 def _resolve(target: Any, members: ExposedMembers, method: str, args: Any) -> tuple[Any, Any]:

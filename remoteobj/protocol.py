@@ -169,8 +169,10 @@ class MessageReader:
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Add received bytes; checks what it can of a header at once."""
-        self._buf += data
-        if self._header is None:
+        buf = self._buf
+        unchecked = self._header is None and len(buf) < 6  # tag/version not yet all seen
+        buf += data
+        if unchecked:
             self._check_prefix()
 
     def next_message(self) -> Message | None:
@@ -186,11 +188,14 @@ class MessageReader:
         if len(buf) < end:
             return None
         annotations = _parse_annotations(buf, HEADER_SIZE, ann_len) if ann_len else {}
-        data = bytes(buf[HEADER_SIZE + ann_len : end])
-        del buf[:end]
-        self._header = None
-        if buf:
+        with memoryview(buf) as view:  # one copy of the payload, not two
+            data = bytes(view[HEADER_SIZE + ann_len : end])
+        if len(buf) == end:
+            buf.clear()
+        else:
+            del buf[:end]
             self._check_prefix()
+        self._header = None
         if flags & FLAGS_COMPRESSED:
             if not self.allow_compressed:
                 raise ProtocolError("compressed message refused: compression is not enabled")
