@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import collections
 import contextlib
 import logging
 import select
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import protocol as p
+from .blob import blob_call
 from .config import Config
 from .context import current_context
 from .errors import (
@@ -45,6 +47,8 @@ from .serializers import (
     register_class_to_dict,
     register_dict_to_class,
 )
+from .streams import DAEMON_OBJECT as STREAM_DAEMON
+from .streams import STREAM_ANNOTATION, AsyncStreamIterator, StreamIterator, StreamRef
 from .uri import URI
 
 __all__ = ["AsyncProxy", "CallCore", "Proxy", "RemoteMeta"]
@@ -52,6 +56,8 @@ __all__ = ["AsyncProxy", "CallCore", "Proxy", "RemoteMeta"]
 log = logging.getLogger(__name__)
 
 RECV_SIZE = 256 * 1024
+#: A connection idle this long is checked for a dead peer before a call is sent on it.
+IDLE_CHECK_AFTER = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +120,7 @@ class CallCore:
             annotations=ctx.annotations,
             corr_id=corr,
         )
-        return p.encode(msg)
+        return p.encode(msg, compress=self.config.compression)
 
     def on_connect_reply(self, msg: p.Message) -> None:
         """Check the daemon's answer to CONNECT; store the metadata or raise."""
@@ -144,13 +150,27 @@ class CallCore:
         args: Sequence[Any],
         kwargs: Mapping[str, Any] | None,
         flags: int = 0,
+        *,
+        object_id: str | None = None,
     ) -> bytes:
-        """An INVOKE frame, carrying the caller's correlation id and annotations."""
-        data = self.serializer.dumps_call(self.object_id, method, args, kwargs)
+        """An INVOKE frame, carrying the caller's correlation id and annotations.
+
+        ``object_id`` addresses another object on the same connection (the
+        daemon's ``Pyro.Daemon`` for stream items). A :class:`SerializedBlob` as
+        the only argument travels as it is, with ``FLAGS_KEEPSERIALIZED``.
+        """
+        target = self.object_id if object_id is None else object_id
         ctx = current_context()
+        annotations = ctx.annotations
+        blob = blob_call(self.serializer, target, method, args, kwargs, annotations=annotations)
+        if blob is None:
+            data = self.serializer.dumps_call(target, method, args, kwargs)
+        else:
+            data, annotations = blob
+            flags |= p.FLAGS_KEEPSERIALIZED
         corr = ctx.corr_id or p.NO_CORR_ID
         msg = p.Message(
-            p.MSG_INVOKE, self.serializer.serializer_id, seq, data, flags, ctx.annotations, corr
+            p.MSG_INVOKE, self.serializer.serializer_id, seq, data, flags, annotations, corr
         )
         return p.encode(msg, compress=self.config.compression)
 
@@ -169,13 +189,18 @@ class CallCore:
             raise ProtocolError(f"invalid msg type {msg.type} received in reply to a call")
         if msg.serializer_id != self.serializer.serializer_id:
             raise SerializeError("invalid serializer in response")
-        if msg.annotations:
-            current_context().response_annotations = msg.annotations
-        data = self.serializer.loads(msg.data, self.limits)
+        # Every reply replaces the caller's response annotations (as Pyro5 does), so
+        # they always belong to the last call; read them before the next call.
+        current_context().response_annotations = msg.annotations
         if msg.flags & p.FLAGS_ITEMSTREAMRESULT:
-            raise ProtocolError(
-                "the remote method returned an iterator; streams need a newer proxy"
-            )
+            # Tested before EXCEPTION: the exception payload is only for old clients.
+            stream_id = msg.annotations.get(STREAM_ANNOTATION, b"").decode("ascii", "replace")
+            if not stream_id:
+                raise ProtocolError(
+                    "result of call is an iterator, but the server does not stream it"
+                )
+            return StreamRef(stream_id)
+        data = self.serializer.loads(msg.data, self.limits)
         if msg.flags & p.FLAGS_EXCEPTION:
             if isinstance(data, BaseException):
                 raise data
@@ -234,6 +259,9 @@ class _SyncConnection:
         self.reading = False
         self.broken: BaseException | None = None
         self.seq = 0
+        self.timeout: float | None = sock.gettimeout()
+        #: When a reply last arrived; an idle connection is checked before reuse.
+        self.last_used = time.monotonic()
 
     def register(self) -> tuple[int, _Waiter]:
         waiter = _Waiter()
@@ -253,6 +281,18 @@ class _SyncConnection:
         with self.lock:
             self.pending.pop(seq, None)
 
+    def _settimeout(self, timeout: float | None) -> None:
+        # settimeout() costs two fcntl calls; skip it while the value is within
+        # 10 ms of the one set (a deadline then overshoots by at most that).
+        current = self.timeout
+        if timeout is None or current is None:
+            if timeout is current:
+                return
+        elif abs(timeout - current) < 0.01:
+            return
+        self.sock.settimeout(timeout)
+        self.timeout = timeout
+
     def looks_dead(self) -> bool:
         """With nothing in flight, a readable socket means EOF or junk: the peer is gone."""
         # Hold the lock through the poll: otherwise another thread could register,
@@ -269,7 +309,7 @@ class _SyncConnection:
     def send(self, data: bytes, timeout: float | None) -> None:
         with self.send_lock:
             try:
-                self.sock.settimeout(timeout)
+                self._settimeout(timeout)
                 self.sock.sendall(data)
             except OSError as exc:
                 self.fail(exc)
@@ -308,7 +348,7 @@ class _SyncConnection:
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         if remaining == 0.0:
             raise builtins.TimeoutError
-        self.sock.settimeout(remaining)
+        self._settimeout(remaining)
         try:
             data = self.sock.recv(RECV_SIZE)
         except builtins.TimeoutError:
@@ -335,6 +375,7 @@ class _SyncConnection:
                     continue
                 waiter.msg = msg
                 self._signal(waiter)
+            self.last_used = time.monotonic()
 
     def _signal(self, waiter: _Waiter) -> None:
         if not waiter.signaled:
@@ -409,6 +450,7 @@ class Proxy:
         object.__setattr__(self, "_connect_lock", threading.Lock())
         object.__setattr__(self, "_timeout", cfg.commtimeout or None)
         object.__setattr__(self, "_preset_meta", None)
+        object.__setattr__(self, "_stream_closes", collections.deque())
 
     _uri: URI
     _config: Config
@@ -418,6 +460,9 @@ class Proxy:
     #: Seconds a call may take (``None``: no limit). Local, never remote.
     _timeout: float | None
     _preset_meta: RemoteMeta | None
+    #: Ids of remote streams whose iterators were dropped unfinished; closed on the
+    #: next call (a finalizer must not send).
+    _stream_closes: collections.deque[str]
 
     # --- local controls ---------------------------------------------------------
 
@@ -431,7 +476,24 @@ class Proxy:
             conn = self._conn
             object.__setattr__(self, "_conn", None)
         if conn is not None:
+            if self._stream_closes and conn.broken is None and self._core is not None:
+                self._close_streams(conn, self._core)
             conn.close()
+
+    def _close_streams(self, conn: _SyncConnection, core: CallCore) -> None:
+        """Send the oneway ``close_stream`` of every abandoned stream iterator."""
+        while True:
+            try:
+                stream_id = self._stream_closes.popleft()
+            except IndexError:
+                return
+            frame = core.invoke_frame(
+                0, "close_stream", (stream_id,), None, p.FLAGS_ONEWAY, object_id=STREAM_DAEMON
+            )
+            try:
+                conn.send(frame, self._timeout)
+            except CommunicationError:
+                return  # the daemon closes the streams of a lost connection itself
 
     @property
     def _meta(self) -> RemoteMeta:
@@ -520,31 +582,48 @@ class Proxy:
             return conn
 
     def _invoke(
-        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None, flags: int = 0
+        self,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        flags: int = 0,
+        object_id: str | None = None,
     ) -> Any:
+        """Send a call and wait for its result (``None`` at once for a oneway call).
+
+        ``flags`` may ask for ONEWAY or BATCH; ``object_id`` addresses another
+        object of the same daemon on this connection (``Pyro.Daemon``).
+        """
         conn = self._connection()
-        if conn.looks_dead():
+        if time.monotonic() - conn.last_used > IDLE_CHECK_AFTER and conn.looks_dead():
             # The daemon went away while we were idle (e.g. it restarted): nothing was
             # sent yet, so reconnecting is safe.
             conn.close()
             conn = self._connection()
         core = self._core
         assert core is not None
-        oneway = core.is_oneway(method)
+        if self._stream_closes:
+            self._close_streams(conn, core)
+        oneway = flags & p.FLAGS_ONEWAY or (object_id is None and core.is_oneway(method))
         if oneway:
             flags |= p.FLAGS_ONEWAY
         timeout = self._timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         if oneway:
-            conn.send(core.invoke_frame(0, method, args, kwargs, flags), timeout)
+            frame = core.invoke_frame(0, method, args, kwargs, flags, object_id=object_id)
+            conn.send(frame, timeout)
             return None
         seq, waiter = conn.register()
         try:
-            conn.send(core.invoke_frame(seq, method, args, kwargs, flags), timeout)
+            frame = core.invoke_frame(seq, method, args, kwargs, flags, object_id=object_id)
+            conn.send(frame, timeout)
         except BaseException:
             conn.forget(seq)
             raise
-        return core.result(conn.wait(seq, waiter, deadline))
+        result = core.result(conn.wait(seq, waiter, deadline))
+        if type(result) is StreamRef:
+            return StreamIterator(self, result.stream_id)
+        return result
 
 
 class _AsyncRemoteMethod:
@@ -581,6 +660,8 @@ class AsyncProxy:
         self._pending: dict[int, asyncio.Future[p.Message]] = {}
         self._seq = 0
         self._connecting: asyncio.Lock | None = None
+        #: Ids of remote streams whose iterators were dropped unfinished.
+        self._stream_closes: collections.deque[str] = collections.deque()
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -603,6 +684,8 @@ class AsyncProxy:
     async def _release(self) -> None:
         """Close the connection; the next call opens a new one."""
         writer = self._writer
+        if writer is not None and self._core is not None:
+            self._close_streams(writer, self._core)
         self._fail(ConnectionAbortedError("proxy released"))
         if writer is not None:
             with contextlib.suppress(Exception):
@@ -687,17 +770,53 @@ class AsyncProxy:
                 fut.set_exception(ConnectionClosedError(f"connection lost: {exc}", sent=True))
 
     async def _invoke(
-        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None
+        self,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        flags: int = 0,
+        object_id: str | None = None,
     ) -> Any:
+        """Send a call and await its result (``None`` at once for a oneway call)."""
+        core, msg = await self._roundtrip(method, args, kwargs, flags, object_id)
+        if msg is None:
+            return None
+        result = core.result(msg)
+        if type(result) is StreamRef:
+            return AsyncStreamIterator(self, result.stream_id)
+        return result
+
+    def _close_streams(self, writer: asyncio.StreamWriter, core: CallCore) -> None:
+        """Send the oneway ``close_stream`` of every abandoned stream iterator."""
+        while self._stream_closes:
+            stream_id = self._stream_closes.popleft()
+            writer.write(
+                core.invoke_frame(
+                    0, "close_stream", (stream_id,), None, p.FLAGS_ONEWAY, object_id=STREAM_DAEMON
+                )
+            )
+
+    async def _roundtrip(
+        self,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        flags: int = 0,
+        object_id: str | None = None,
+    ) -> tuple[CallCore, p.Message | None]:
+        """Send a call; the core and the reply frame (``None`` for oneway calls)."""
         core = await self._connection()
-        if method not in ("__getattr__", "__setattr__"):
+        if object_id is None and method not in ("__getattr__", "__setattr__", "<batch>"):
             core.check_method(method)
         writer = self._writer
         assert writer is not None
-        flags = p.FLAGS_ONEWAY if core.is_oneway(method) else 0
-        if flags:
-            writer.write(core.invoke_frame(0, method, args, kwargs, flags))
-            return None
+        if self._stream_closes:
+            self._close_streams(writer, core)
+        if object_id is None and core.is_oneway(method):
+            flags |= p.FLAGS_ONEWAY
+        if flags & p.FLAGS_ONEWAY:
+            writer.write(core.invoke_frame(0, method, args, kwargs, flags, object_id=object_id))
+            return core, None
         seq = self._seq
         while True:
             seq = (seq + 1) & 0xFFFF
@@ -706,7 +825,7 @@ class AsyncProxy:
         self._seq = seq
         fut: asyncio.Future[p.Message] = asyncio.get_running_loop().create_future()
         self._pending[seq] = fut
-        writer.write(core.invoke_frame(seq, method, args, kwargs))
+        writer.write(core.invoke_frame(seq, method, args, kwargs, flags, object_id=object_id))
         if writer.transport.get_write_buffer_size() > self._config.write_high_water:
             await writer.drain()
         try:
@@ -715,7 +834,7 @@ class AsyncProxy:
         except builtins.TimeoutError:
             self._pending.pop(seq, None)
             raise TimeoutError("call timed out waiting for the reply") from None
-        return core.result(msg)
+        return core, msg
 
 
 async def _read_one(stream: asyncio.StreamReader, reader: p.MessageReader) -> p.Message:
@@ -730,6 +849,8 @@ async def _read_one(stream: asyncio.StreamReader, reader: p.MessageReader) -> p.
 def _proxy_to_dict(proxy: Any) -> dict[str, Any]:
     core = proxy._core
     meta = core.meta if core is not None else None
+    if meta is None:  # not connected: what the daemon said when it made this proxy, if known
+        meta = getattr(proxy, "_preset_meta", None)
     return {
         "__class__": "Pyro5.client.Proxy",
         "state": [
@@ -747,7 +868,12 @@ def _dict_to_proxy(classname: str, data: Mapping[str, Any]) -> Proxy:
     state = data.get("state")
     if not isinstance(state, (list, tuple)) or not state or not isinstance(state[0], str):
         raise SerializeError("invalid serialized proxy")
-    return Proxy(state[0])
+    proxy = Proxy(state[0])
+    if len(state) >= 4 and all(isinstance(v, (list, tuple, set, frozenset)) for v in state[1:4]):
+        # Keep the metadata the sender knew, so passing the proxy on keeps it too.
+        meta = RemoteMeta(*(frozenset(str(n) for n in v) for v in state[1:4]))
+        object.__setattr__(proxy, "_preset_meta", meta)
+    return proxy
 
 
 register_class_to_dict(Proxy, _proxy_to_dict)
