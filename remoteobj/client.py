@@ -441,7 +441,7 @@ class Proxy:
     """
 
     def __init__(self, uri: URI | str, *, config: Config | None = None) -> None:
-        cfg = config if config is not None else Config()
+        cfg = config if config is not None else Config.default()
         target = uri if isinstance(uri, URI) else URI(uri)
         object.__setattr__(self, "_uri", target)
         object.__setattr__(self, "_config", cfg)
@@ -488,7 +488,7 @@ class Proxy:
             except IndexError:
                 return
             frame = core.invoke_frame(
-                0, "close_stream", (stream_id,), None, p.FLAGS_ONEWAY, object_id=STREAM_DAEMON
+                0, "close_stream", (stream_id,), {}, p.FLAGS_ONEWAY, object_id=STREAM_DAEMON
             )
             try:
                 conn.send(frame, self._timeout)
@@ -650,7 +650,7 @@ class AsyncProxy:
     """
 
     def __init__(self, uri: URI | str, *, config: Config | None = None) -> None:
-        cfg = config if config is not None else Config()
+        cfg = config if config is not None else Config.default()
         self._uri = uri if isinstance(uri, URI) else URI(uri)
         self._config = cfg
         self._timeout: float | None = cfg.commtimeout or None
@@ -753,6 +753,9 @@ class AsyncProxy:
                     if fut is not None and not fut.done():
                         fut.set_result(msg)
         except asyncio.CancelledError:
+            # The loop is shutting down (or _fail cancelled us): close the transport
+            # now, or it outlives its loop.
+            self._fail(ConnectionAbortedError("event loop closing"))
             raise
         except Exception as exc:
             self._fail(exc)
@@ -792,7 +795,7 @@ class AsyncProxy:
             stream_id = self._stream_closes.popleft()
             writer.write(
                 core.invoke_frame(
-                    0, "close_stream", (stream_id,), None, p.FLAGS_ONEWAY, object_id=STREAM_DAEMON
+                    0, "close_stream", (stream_id,), {}, p.FLAGS_ONEWAY, object_id=STREAM_DAEMON
                 )
             )
 
@@ -871,8 +874,8 @@ def _dict_to_proxy(classname: str, data: Mapping[str, Any]) -> Proxy:
     proxy = Proxy(state[0])
     if len(state) >= 4 and all(isinstance(v, (list, tuple, set, frozenset)) for v in state[1:4]):
         # Keep the metadata the sender knew, so passing the proxy on keeps it too.
-        meta = RemoteMeta(*(frozenset(str(n) for n in v) for v in state[1:4]))
-        object.__setattr__(proxy, "_preset_meta", meta)
+        oneway, methods, attrs = (frozenset(str(n) for n in v) for v in state[1:4])
+        object.__setattr__(proxy, "_preset_meta", RemoteMeta(methods, oneway, attrs))
     return proxy
 
 

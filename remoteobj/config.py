@@ -10,6 +10,7 @@ server from a hostile or broken peer; each is pinned by a test.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import types
 import typing
@@ -180,6 +181,13 @@ class Config:
         if self.ns_renew >= self.ns_lease:
             yield f"ns_renew ({self.ns_renew}) must be shorter than ns_lease ({self.ns_lease})"
 
+    @classmethod
+    def default(cls) -> Config:
+        """The configuration constructors use when given none: :meth:`from_env`,
+        parsed once per distinct set of ``REMOTEOBJ_`` variables."""
+        key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX)))
+        return _from_env_cached(key)
+
     def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed (validated like a new one)."""
         return dataclasses.replace(self, **changes)
@@ -210,6 +218,11 @@ class Config:
                 raise ValueError(f"{key}={raw!r}: {exc}") from None
         values.update(overrides)
         return cls(**values)
+
+
+@functools.lru_cache(maxsize=8)
+def _from_env_cached(items: tuple[tuple[str, str], ...]) -> Config:
+    return Config.from_env(dict(items))
 
 
 _TRUE = {"1", "true", "yes", "on"}

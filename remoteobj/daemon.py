@@ -14,6 +14,7 @@ batches, property reads and writes alike.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import itertools
@@ -23,13 +24,15 @@ import socket
 import threading
 import traceback
 import uuid
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
+from .blob import unpack_blob_call
 from .config import Config
-from .context import CallContext, set_context
+from .context import CallContext, current_context, set_context
 from .errors import (
     DaemonError,
     ProtocolError,
@@ -38,13 +41,31 @@ from .errors import (
     SerializeError,
 )
 from .exposure import ExposedMembers, expose, exposed_members, instance_mode_of
-from .serializers import DecodeLimits, ExceptionWrapper, Serializer, get_serializer
+from .serializers import (
+    AutoproxyResolver,
+    DecodeLimits,
+    ExceptionWrapper,
+    Serializer,
+    get_serializer,
+    push_autoproxy,
+    reset_autoproxy,
+)
+from .streams import STREAM_ANNOTATION, STREAM_RESULT_TEXT, StreamRegistry, is_stream
 from .uri import URI
 
 if TYPE_CHECKING:
+    from .client import Proxy
     from .server import Server
 
-__all__ = ["DAEMON_NAME", "Call", "Daemon", "DaemonObject", "Session"]
+__all__ = [
+    "DAEMON_NAME",
+    "Call",
+    "Daemon",
+    "DaemonObject",
+    "Session",
+    "track_resource",
+    "untrack_resource",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +81,15 @@ BATCH_METHOD = "<batch>"
 class Session:
     """What the daemon keeps per client connection (handed in by the server)."""
 
-    __slots__ = ("address", "corr_id", "handshake", "handshaken", "instances", "streams")
+    __slots__ = (
+        "address",
+        "corr_id",
+        "handshake",
+        "handshaken",
+        "instances",
+        "resources",
+        "streams",
+    )
 
     def __init__(self, address: Any) -> None:
         self.address = address
@@ -69,7 +98,10 @@ class Session:
         self.corr_id = p.NO_CORR_ID
         #: Session-mode instances, per registered class.
         self.instances: dict[type[Any], Any] = {}
+        #: Ids of the streamed results this connection reads.
         self.streams: set[str] = set()
+        #: Objects closed when the connection closes (:func:`track_resource`).
+        self.resources: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 @dataclass(slots=True)
@@ -120,6 +152,14 @@ class DaemonObject:
         """The exposed members of a registered object (Pyro5's metadata dict)."""
         return self._daemon.metadata(objectId)
 
+    def get_next_stream_item(self, streamId: str) -> Any:  # noqa: N803 - Pyro5's name
+        """The next item of a streamed result (a remote ``StopIteration`` at its end)."""
+        return self._daemon._streams.next_item(streamId, current_context().connection)
+
+    def close_stream(self, streamId: str) -> None:  # noqa: N803 - Pyro5's name
+        """Stop a streamed result early (clients send it oneway)."""
+        self._daemon._streams.close(streamId)
+
 
 class Daemon:
     """Serves registered objects to remote callers (Pyro5-compatible).
@@ -147,7 +187,7 @@ class Daemon:
         nathost: str | None = None,
         natport: int | None = None,
     ) -> None:
-        self.config = config if config is not None else Config()
+        self.config = config if config is not None else Config.default()
         if unixsocket is not None and (host is not None or port):
             raise ValueError("give either host/port or unixsocket, not both")
         self._host = host if host is not None else self.config.host
@@ -167,7 +207,12 @@ class Daemon:
         self._sock: socket.socket | None = None
         self._server: Server | None = None
         self._lease_keeper: Any = None
-        self.register(DaemonObject(self), DAEMON_NAME)
+        self._stop_before_start: float | None = None
+        #: Open streamed results (remote iterators).
+        self._streams = StreamRegistry(self.config)
+        # Bound once: pushed for every call so registered objects travel as proxies.
+        self._autoproxy_resolver: AutoproxyResolver = self._autoproxy_dict
+        self.add(DaemonObject(self), DAEMON_NAME)
 
     # --- registry -------------------------------------------------------------
 
@@ -194,22 +239,23 @@ class Daemon:
         renews every ``Config.ns_renew`` seconds: if the process dies or hangs,
         the name disappears; :meth:`close` removes it at once.
         """
-        uri = self._register(obj, object_id, force)
+        uri = self.uri_for(self.add(obj, object_id, force=force))
         if name is not None:
             self._leases(ns).add(name, uri, metadata)
         return uri
 
     def _leases(self, ns: Any) -> Any:
         if self._lease_keeper is None:
-            from .naming import LeaseKeeper, locate_ns  # the name service sits above daemons
+            from .naming import LeaseKeeper  # the name service sits above daemons
 
-            self._lease_keeper = LeaseKeeper(
-                ns if ns is not None else locate_ns(config=self.config), self.config
-            )
+            # With ns=None (or True) the keeper locates the name server itself and owns
+            # that connection (its timeout capped below the renewal interval).
+            self._lease_keeper = LeaseKeeper(None if ns is None or ns is True else ns, self.config)
             self._lease_keeper.start()
         return self._lease_keeper
 
-    def _register(self, obj: Any, object_id: str | None, force: bool) -> URI:
+    def add(self, obj: Any, object_id: str | None = None, *, force: bool = False) -> str:
+        """Register like :meth:`register`, but return the id and leave the daemon unbound."""
         if object_id is None:
             object_id = f"obj_{uuid.uuid4().hex}"
         if not isinstance(object_id, str) or not object_id:
@@ -226,9 +272,9 @@ class Daemon:
             if not force and not is_class and id(obj) in self._ids_by_instance:
                 raise DaemonError(f"object already registered: {obj!r}")
             self._objects[object_id] = _Registration(obj, members, is_class)
-            if not is_class:
-                self._ids_by_instance[id(obj)] = object_id
-        return self.uri_for(object_id)
+            # Classes too: their instances travel as proxies to the class (autoproxy).
+            self._ids_by_instance[id(obj)] = object_id
+        return object_id
 
     def unregister(self, obj_or_id: Any) -> None:
         """Remove a registered object (by id or by the object itself); unknown ones are ignored."""
@@ -237,8 +283,8 @@ class Daemon:
             if object_id is None or object_id == DAEMON_NAME:
                 return
             reg = self._objects.pop(object_id, None)
-            if reg is not None and not reg.is_class:
-                self._ids_by_instance.pop(id(reg.target), None)
+            if reg is not None and self._ids_by_instance.get(id(reg.target)) == object_id:
+                del self._ids_by_instance[id(reg.target)]
 
     def _id_of(self, obj_or_id: Any) -> str | None:
         if isinstance(obj_or_id, str):
@@ -262,6 +308,67 @@ class Daemon:
             return URI.for_unix(object_id, self._unixsocket)
         host, port = self._advertised()
         return URI.for_object(object_id, host, port)
+
+    def proxy_for(self, obj_or_id: Any) -> Proxy:
+        """A proxy for a registered object, knowing its metadata (Pyro5's ``proxyFor``).
+
+        Pass it as an argument (a callback, say) or return it: it travels as
+        Pyro5's proxy dict with the full metadata.
+        """
+        from . import client  # proxies sit beside daemons, not below them
+
+        object_id = obj_or_id if isinstance(obj_or_id, str) else self._id_of(obj_or_id)
+        reg = self._objects.get(object_id) if object_id is not None else None
+        if object_id is None or reg is None:
+            raise DaemonError(f"not registered: {obj_or_id!r}")
+        proxy = client.Proxy(self.uri_for(object_id), config=self.config)
+        members = reg.members
+        meta = client.RemoteMeta(members.methods, members.oneway, members.attrs)
+        object.__setattr__(proxy, "_preset_meta", meta)
+        return proxy
+
+    @contextlib.contextmanager
+    def autoproxy(self) -> Iterator[None]:
+        """Within the block, objects registered here travel as proxies to them.
+
+        Calls served by this daemon do this on their own (results, stream
+        items, arguments of calls they make); client code that passes a
+        registered object (a callback) as an argument uses this block, or
+        :meth:`proxy_for`.
+        """
+        token = push_autoproxy(self._autoproxy_resolver)
+        try:
+            yield
+        finally:
+            reset_autoproxy(token)
+
+    def _autoproxy_dict(self, obj: Any) -> dict[str, Any] | None:
+        """Pyro5's proxy dict for an object registered here (or an instance of a
+        registered class), else ``None``. Called by the serializers."""
+        object_id = self._ids_by_instance.get(id(obj))
+        if object_id is None:
+            object_id = self._ids_by_instance.get(id(type(obj)))
+            if object_id is None:
+                return None
+            reg = self._objects.get(object_id)
+            if reg is None or not reg.is_class or reg.target is not type(obj):
+                return None
+        else:
+            reg = self._objects.get(object_id)
+            if reg is None or reg.target is not obj:
+                return None
+        members = reg.members
+        return {
+            "__class__": "Pyro5.client.Proxy",
+            "state": (
+                str(self.uri_for(object_id)),
+                tuple(sorted(members.oneway)),
+                tuple(sorted(members.methods)),
+                tuple(sorted(members.attrs)),
+                self.config.handshake,
+                None,  # no serializer preference: the receiver uses its own
+            ),
+        }
 
     def registered(self) -> list[str]:
         """Ids of every registered object, the built-in ``Pyro.Daemon`` included."""
@@ -313,7 +420,14 @@ class Daemon:
         self.bind()
         if self._server is None or self._server.finished:
             self._server = Server(self, self.sock)
-        await self._server.serve()
+            if self._stop_before_start is not None:
+                self._server.stop(self._stop_before_start)
+                self._stop_before_start = None
+        self._streams.attach(asyncio.get_running_loop())
+        try:
+            await self._server.serve()
+        finally:
+            self._streams.close_all()  # nobody can read them any more
 
     def request_loop(self) -> None:
         """Serve in this thread until :meth:`shutdown` (uvloop when installed)."""
@@ -325,13 +439,20 @@ class Daemon:
         """Stop serving: refuse new connections, let calls in flight finish for up to
         ``grace`` seconds (``Config.shutdown_grace`` by default), then close.
         Safe to call from any thread or a signal handler; returns at once."""
+        grace = self.config.shutdown_grace if grace is None else grace
         server = self._server
-        if server is not None:
-            server.stop(self.config.shutdown_grace if grace is None else grace)
+        if server is None:
+            self._stop_before_start = grace  # remembered: the next serve() stops at once
+        else:
+            server.stop(grace)
 
     def close(self) -> None:
         """Shut down, remove this daemon's names from the name server, release the socket."""
         self.shutdown(0)
+        server = self._server
+        if server is not None:
+            server.wait_finished(5.0)  # from another thread: let the loop let go of the socket
+        self._streams.close_all()
         keeper, self._lease_keeper = self._lease_keeper, None
         if keeper is not None:
             keeper.stop(unregister=True)
@@ -375,6 +496,20 @@ class Daemon:
         """Called when a client connection closes; override to clean up."""
 
     # --- protocol handling (called by the server) -------------------------------
+
+    def release_session(self, session: Session) -> None:
+        """A connection closed: drop its session-mode instances and let its streams
+        linger (``Config.iter_stream_linger``) or close, then call
+        :meth:`client_disconnected`. Called by the server on the event loop."""
+        session.instances.clear()
+        resources = list(session.resources)
+        session.resources.clear()
+        try:
+            self._streams.release(session)
+            if resources:  # user code: not on the event loop
+                self._streams.offload(lambda: _close_resources(resources))
+        finally:
+            self.client_disconnected(session)
 
     def handle_connect(self, session: Session, msg: p.Message) -> tuple[bytes, bool]:
         """Answer a CONNECT: ``(CONNECTOK frame, True)`` or ``(CONNECTFAIL frame, False)``."""
@@ -433,7 +568,7 @@ class Daemon:
                 p.MSG_RESULT,
                 ser.serializer_id,
                 msg.seq,
-                self._dump_exception(ser, exc),
+                self._dump_exception(ser, exc, user_code=False),
                 p.FLAGS_EXCEPTION,
                 corr_id=corr,
             ),
@@ -465,8 +600,11 @@ class Daemon:
             if ser is None:
                 raise SerializeError(f"serializer id {msg.serializer_id} is not accepted")
             if msg.flags & p.FLAGS_KEEPSERIALIZED:
-                raise SerializeError("SerializedBlob pass-through is not supported by this daemon")
-            object_id, method, args, kwargs = ser.loads_call(msg.data, self._limits)
+                # A SerializedBlob: target from the BLBI annotation, payload kept as is.
+                unpacked: Any = unpack_blob_call(msg, self._limits)
+                object_id, method, args, kwargs = unpacked
+            else:
+                object_id, method, args, kwargs = ser.loads_call(msg.data, self._limits)
             kwargs = kwargs or {}
             if not isinstance(method, str) or not isinstance(object_id, str):
                 raise ProtocolError("invalid call: object id and method must be strings")
@@ -512,7 +650,7 @@ class Daemon:
             return reg.target
         cls = reg.target
         mode, creator = instance_mode_of(cls)
-        make: Callable[[], Any] = (lambda: creator(cls)) if creator else cls
+        make: Callable[[], Any] = (lambda: _created(cls, creator)) if creator else cls
         if mode == "percall":
             return make()
         if mode == "session":
@@ -528,22 +666,34 @@ class Daemon:
     def run_sync(self, call: Call) -> bytes | None:
         """Run a synchronous call (in a worker thread); the reply frame, or ``None`` if oneway."""
         set_context(call.ctx)
+        # While the call runs and its result is encoded, objects registered here
+        # travel as proxies (results, and arguments of calls it makes).
+        token = push_autoproxy(self._autoproxy_resolver)
         try:
-            result = (
-                call.func(*call.args, **call.kwargs) if call.batch is None else _run_batch(call)
-            )
-        except Exception as exc:
-            return self._failed(call, exc)
-        return self._result(call, result)
+            try:
+                result = (
+                    call.func(*call.args, **call.kwargs)
+                    if call.batch is None
+                    else _run_batch(call)
+                )
+            except Exception as exc:
+                return self._failed(call, exc)
+            return self._result(call, result)
+        finally:
+            reset_autoproxy(token)
 
     async def run_async(self, call: Call) -> bytes | None:
         """Run a coroutine method on the event loop; the reply frame, or ``None`` if oneway."""
         set_context(call.ctx)
+        token = push_autoproxy(self._autoproxy_resolver)
         try:
-            result = await call.func(*call.args, **call.kwargs)
-        except Exception as exc:
-            return self._failed(call, exc)
-        return self._result(call, result)
+            try:
+                result = await call.func(*call.args, **call.kwargs)
+            except Exception as exc:
+                return self._failed(call, exc)
+            return self._result(call, result)
+        finally:
+            reset_autoproxy(token)
 
     def _failed(self, call: Call, exc: Exception) -> bytes | None:
         if getattr(call.func, "_pyroCallback", False):
@@ -553,11 +703,16 @@ class Daemon:
         if call.oneway:
             log.debug("oneway call failed", exc_info=exc)
             return None
-        return self._reply(call, self._dump_exception(call.serializer, exc), p.FLAGS_EXCEPTION)
+        # The built-in daemon object is ours, not user code: its refusals carry no traceback.
+        user_code = not isinstance(getattr(call.func, "__self__", None), DaemonObject)
+        data = self._dump_exception(call.serializer, exc, user_code)
+        return self._reply(call, data, p.FLAGS_EXCEPTION)
 
     def _result(self, call: Call, result: Any) -> bytes | None:
         if call.oneway:
             return None
+        if call.batch is None and is_stream(result):
+            return self._stream_reply(call, result)
         try:
             data = call.serializer.dumps(result)
         except Exception as exc:
@@ -565,6 +720,19 @@ class Daemon:
             err = SerializeError(f"could not serialize the result: {exc}")
             return self._reply(call, self._dump_exception(call.serializer, err), p.FLAGS_EXCEPTION)
         return self._reply(call, data, p.FLAGS_BATCH if call.batch is not None else 0)
+
+    def _stream_reply(self, call: Call, iterator: Any) -> bytes:
+        """Keep an iterator result as a stream and answer with its id (Pyro5's
+        EXCEPTION|ITEMSTREAMRESULT reply with the ``STRM`` annotation)."""
+        try:
+            stream_id = self._streams.open(iterator, call.ctx.connection)
+        except DaemonError as exc:
+            return self._reply(call, self._dump_exception(call.serializer, exc), p.FLAGS_EXCEPTION)
+        annotations = dict(call.ctx.response_annotations)
+        annotations[STREAM_ANNOTATION] = stream_id.encode("ascii")
+        call.ctx.response_annotations = annotations
+        data = call.serializer.dumps(ProtocolError(STREAM_RESULT_TEXT))
+        return self._reply(call, data, p.FLAGS_EXCEPTION | p.FLAGS_ITEMSTREAMRESULT)
 
     def _reply(self, call: Call, data: bytes, flags: int) -> bytes:
         msg = call.msg
@@ -583,8 +751,10 @@ class Daemon:
             compress=self.config.compression,
         )
 
-    def _dump_exception(self, ser: Serializer, exc: BaseException) -> bytes:
-        if self.config.send_tracebacks and not hasattr(exc, "_pyroTraceback"):
+    def _dump_exception(self, ser: Serializer, exc: BaseException, user_code: bool = True) -> bytes:
+        # Refusals (bad frames, access checks, decode limits) never carry a traceback:
+        # it would show a hostile client our file paths, module and function names.
+        if user_code and self.config.send_tracebacks and not hasattr(exc, "_pyroTraceback"):
             with contextlib.suppress(Exception):
                 exc._pyroTraceback = traceback.format_exception(exc)  # type: ignore[attr-defined]
         try:
@@ -598,6 +768,40 @@ def _new_corr_id() -> bytes:
     # itertools.count is atomic). Pyro5 makes a uuid4 per request; ids are for
     # tracing, not secrets, and this is several times cheaper on the hot path.
     return _CORR_PREFIX + next(_corr_counter).to_bytes(8, "big")
+
+
+def track_resource(resource: Any) -> None:
+    """Close ``resource`` (call its ``close()``) when the connection of the call
+    being served closes, as Pyro5's ``current_context.track_resource``. Only a
+    weak reference is kept. Call it inside a remote method."""
+    session = current_context().connection
+    if not isinstance(session, Session):
+        raise DaemonError("cannot track a resource outside a remote call")
+    session.resources.add(resource)
+
+
+def untrack_resource(resource: Any) -> None:
+    """Stop tracking ``resource`` for the connection of the call being served."""
+    session = current_context().connection
+    if not isinstance(session, Session):
+        raise DaemonError("cannot untrack a resource outside a remote call")
+    session.resources.discard(resource)
+
+
+def _close_resources(resources: list[Any]) -> None:
+    for resource in resources:
+        try:
+            resource.close()
+        except Exception:
+            log.warning("closing a tracked resource failed", exc_info=True)
+
+
+def _created(cls: type[Any], creator: Callable[[type[Any]], Any]) -> Any:
+    """An instance from a custom instance creator, checked as Pyro5 does."""
+    instance = creator(cls)
+    if not isinstance(instance, cls):
+        raise TypeError("instance creator returned object of different type")
+    return instance
 
 
 def _resolve(target: Any, members: ExposedMembers, method: str, args: Any) -> tuple[Any, Any]:

@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 RECV_SIZE = 256 * 1024
 ACCEPTS_PER_WAKEUP = 64
+#: A connection whose oneway calls were dropped this many times (queue full) is closed.
+ONEWAY_DROPS_CLOSE = 100
 #: How long a worker may run a call on a connection it keeps before the loop reads it again.
 STEAL_AFTER = 0.002
 LOOP, WORKER = 0, 1
@@ -89,7 +91,13 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 
 class WorkerPool:
-    """Threads for synchronous calls, started on demand up to ``size``."""
+    """Threads for synchronous calls, started on demand up to ``size``.
+
+    New threads are started by a helper thread, never by the submitter:
+    ``Thread.start()`` waits until the new thread runs, and under a burst
+    (many threads wanting the GIL) that wait on the event loop stalled every
+    connection for a hundred milliseconds and more.
+    """
 
     def __init__(self, size: int, name: str) -> None:
         self._size = size
@@ -100,18 +108,42 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._spawner: threading.Thread | None = None
+        self._stopped = False
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         """Queue ``fn(*args)`` for a worker thread."""
         self._jobs.put((fn, args))
-        with self._lock:
-            if self._idle == 0 and len(self._threads) < self._size:
+        # More jobs waiting than idle threads to take them: ask for one more thread.
+        # (Checking only `idle == 0` let a burst queue up behind one thread while
+        # the pool had room: a quick call then waited for every slow one ahead of it.)
+        if self._jobs.qsize() > self._idle and len(self._threads) < self._size:
+            if self._spawner is None:
+                self._spawner = threading.Thread(
+                    target=self._spawn_loop, name=f"{self._name}-spawner", daemon=True
+                )
+                self._spawner.start()
+            self._wanted.set()
+
+    def _spawn_loop(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            while (
+                not self._stopped
+                and self._jobs.qsize() > self._idle
+                and len(self._threads) < self._size
+            ):
                 t = threading.Thread(
                     target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
                 )
-                self._threads.append(t)
-                self._idle += 1
+                with self._lock:
+                    self._threads.append(t)
+                    self._idle += 1
                 t.start()
+            if self._stopped:
+                return
 
     def has_spare(self) -> bool:
         """Whether a worker could take a new job at once (so lingering costs nobody)."""
@@ -134,7 +166,11 @@ class WorkerPool:
 
     def stop(self) -> None:
         """Let every thread finish its job and exit."""
-        for _ in self._threads:
+        self._stopped = True
+        self._wanted.set()
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
             self._jobs.put(None)
 
 
@@ -142,8 +178,10 @@ class Connection:
     """One client connection's state; changed under ``lock`` where threads meet."""
 
     __slots__ = (
+        "backlog",
         "closed",
         "closing",
+        "eof",
         "exec_started",
         "fd",
         "frame_deadline",
@@ -151,6 +189,7 @@ class Connection:
         "last_active",
         "lock",
         "loop_reading",
+        "oneway_drops",
         "out",
         "out_since",
         "owner",
@@ -181,6 +220,11 @@ class Connection:
         self.out_since = 0.0
         self.last_active = time.monotonic()
         self.frame_deadline: float | None = None
+        #: Complete requests are buffered beyond the in-flight limits (taken as calls finish).
+        self.backlog = False
+        #: The client closed its side while requests were still in the backlog.
+        self.eof = False
+        self.oneway_drops = 0
 
 
 class Server:
@@ -193,8 +237,12 @@ class Server:
         self._conns: dict[int, Connection] = {}
         self._pool = WorkerPool(cfg.workers, "remoteobj-worker")
         self._oneway_pool = WorkerPool(cfg.oneway_workers, "remoteobj-oneway")
-        self._oneway_pending = 0
+        self._oneway_pending = 0  # running + queued, sync and coroutine alike
         self._oneway_dropped = 0
+        self._oneway_lock = threading.Lock()
+        #: Connections paused by the global in-flight limit with no call of their own to
+        #: resume them; woken when the daemon drops below the limit.
+        self._starved: set[Connection] = set()
         self._decodes = threading.BoundedSemaphore(cfg.max_concurrent_decodes)
         self._inflight = 0
         self._inflight_lock = threading.Lock()
@@ -207,6 +255,8 @@ class Server:
         self._done: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
+        self._finished = threading.Event()
+        self._stop_before_start: float | None = None
         self.finished = False
 
     # --- lifecycle ------------------------------------------------------------
@@ -218,6 +268,8 @@ class Server:
         self._done = asyncio.Event()
         loop.add_reader(self._lsock.fileno(), self._accept)
         housekeeping = loop.create_task(self._housekeeping())
+        if self._stop_before_start is not None:
+            self._begin_stop(self._stop_before_start)
         try:
             await self._done.wait()
         finally:
@@ -227,17 +279,28 @@ class Server:
             self._oneway_pool.stop()
             self.finished = True
             self._closed.set()
+            self._finished.set()
 
     def stop(self, grace: float) -> None:
         """Begin a graceful shutdown (thread-safe): in-flight calls get ``grace`` seconds."""
         loop = self._loop
-        if loop is None or self.finished:
+        if self.finished:
             return
-        if threading.get_ident() == self._loop_thread:
-            self._begin_stop(grace)
-        else:
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(self._begin_stop, grace)
+        if loop is None:  # not serving yet: serve() will stop at once (a signal during start-up)
+            self._stop_before_start = grace
+            return
+        # Always via the loop's queue, even on the loop thread: a signal handler
+        # (request_loop + signal.signal) runs between any two bytecodes of the
+        # loop thread, possibly while it holds a connection lock that
+        # _begin_stop -> _close would take again (deadlock), or mid-iteration.
+        with contextlib.suppress(RuntimeError):  # loop already closed
+            loop.call_soon_threadsafe(self._begin_stop, grace)
+
+    def wait_finished(self, timeout: float) -> bool:
+        """Block until :meth:`serve` has returned (from any thread but the loop's)."""
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            return self.finished
+        return self._finished.wait(timeout)
 
     async def wait_closed(self) -> None:
         """Wait until :meth:`serve` has returned (call it on the serving loop)."""
@@ -344,6 +407,14 @@ class Server:
                     self._protocol_error(conn, exc)
                     return
         if msgs is None:
+            if conn.backlog and not conn.closed:
+                # The client sent requests and closed (oneway calls, say): serve what
+                # is buffered, then close (_apply_limits).
+                conn.eof = True
+                if conn.loop_reading:
+                    self._loop.remove_reader(conn.fd)
+                    conn.loop_reading = False
+                return
             self._close(conn)
             return
         for msg in msgs:
@@ -356,8 +427,16 @@ class Server:
         reader.feed(data)
         now = conn.last_active = time.monotonic()
         msgs = []
+        # Take no more requests than the in-flight limits allow: one recv can hold
+        # thousands of pipelined requests. The rest stays buffered (backlog) and is
+        # taken as calls finish (_apply_limits -> _take_backlog).
+        cfg = self.config
+        room = min(cfg.max_inflight_per_conn - conn.inflight, cfg.max_inflight - self._inflight)
         while (msg := reader.next_message()) is not None:
             msgs.append(msg)
+            if len(msgs) >= room:
+                break
+        conn.backlog = len(msgs) >= room and reader.buffered > 0
         if reader.in_frame:
             if conn.frame_deadline is None:
                 conn.frame_deadline = now + self.config.frame_timeout
@@ -417,7 +496,7 @@ class Server:
             self._finish(conn, call)
         elif call.oneway:
             self._finish(conn, None)  # the client does not wait; the call runs detached
-            self._start_oneway(call)
+            self._start_oneway(conn, call)
         elif call.is_coroutine:
             self._spawn(self._run_coroutine(conn, call))
         else:
@@ -432,27 +511,51 @@ class Server:
     async def _run_coroutine(self, conn: Connection, call: Call) -> None:
         self._finish(conn, await self.daemon.run_async(call))
 
-    def _start_oneway(self, call: Call) -> None:
-        if call.is_coroutine:
-            self._spawn(self._oneway_coroutine(call))
+    def _start_oneway(self, conn: Connection, call: Call) -> None:
+        """Run a oneway call detached, within the oneway bound (coroutines included);
+        past it the call is dropped and counted, and a connection that keeps
+        overflowing is closed. Logged once per connection, not per call."""
+        cfg = self.config
+        with self._oneway_lock:
+            full = self._oneway_pending >= cfg.oneway_workers + cfg.oneway_queue
+            if not full:
+                self._oneway_pending += 1
+        if not full:
+            if call.is_coroutine:
+                self._spawn(self._oneway_coroutine(call))
+            else:
+                self._oneway_pool.submit(self._run_oneway, call)
             return
-        if self._oneway_pending >= self.config.oneway_workers + self.config.oneway_queue:
-            self._oneway_dropped += 1
+        self._oneway_dropped += 1
+        conn.oneway_drops += 1
+        if conn.oneway_drops == 1:
             log.warning(
-                "oneway queue full; dropped a call (%d dropped so far)", self._oneway_dropped
+                "oneway queue full; dropping oneway calls from %s (%d dropped in all)",
+                conn.session.address,
+                self._oneway_dropped,
             )
-            return
-        self._oneway_pending += 1
-        self._oneway_pool.submit(self._run_oneway, call)
+        elif conn.oneway_drops == ONEWAY_DROPS_CLOSE:
+            log.warning(
+                "closing %s: %d oneway calls dropped", conn.session.address, conn.oneway_drops
+            )
+            conn.closing = True
+            self._later(self._close, conn)
 
     async def _oneway_coroutine(self, call: Call) -> None:
-        await self.daemon.run_async(call)
+        try:
+            await self.daemon.run_async(call)
+        finally:
+            self._oneway_done()
 
     def _run_oneway(self, call: Call) -> None:
         try:
             self.daemon.run_sync(call)
         finally:
-            self._oneway_pending -= 1  # a lost update only skews the count by one
+            self._oneway_done()
+
+    def _oneway_done(self) -> None:
+        with self._oneway_lock:  # decremented from many threads: `-= 1` alone loses updates
+            self._oneway_pending -= 1
 
     # --- finishing calls --------------------------------------------------------------
 
@@ -468,23 +571,53 @@ class Server:
     def _done_one(self) -> None:
         with self._inflight_lock:
             self._inflight -= 1
+        if self._starved and self._inflight < self.config.max_inflight:
+            self._later(self._wake_starved)
         if self._stopping:
             self._check_drained()
 
+    def _wake_starved(self) -> None:
+        starved, self._starved = self._starved, set()
+        for conn in starved:
+            if not conn.closed:
+                self._apply_limits(conn)
+
     def _apply_limits(self, conn: Connection) -> None:
         """Pause reading a connection over its in-flight limits; resume it below them. Loop only."""
+        over_global = self._inflight >= self.config.max_inflight
         over = (
             conn.inflight >= self.config.max_inflight_per_conn
-            or self._inflight >= self.config.max_inflight
+            or over_global
             or len(conn.out) > self.config.write_high_water
         )
         if over or self._stopping:
             self._pause(conn)
-        elif conn.paused:
-            conn.paused = False
-            self._watch(conn)
-        if self._stopping and conn.inflight == 0:
+            if over_global and conn.inflight == 0 and not self._stopping:
+                self._starved.add(conn)  # no call of its own will finish and resume it
+        else:
+            if conn.paused:
+                conn.paused = False
+                self._watch(conn)
+            if conn.backlog:
+                conn.backlog = False
+                self._later(self._take_backlog, conn)
+        if conn.inflight == 0 and (self._stopping or (conn.eof and not conn.backlog)):
             self._close(conn)
+
+    def _take_backlog(self, conn: Connection) -> None:
+        """Dispatch requests that were buffered while the connection was at its limits."""
+        with conn.lock:
+            if conn.owner != LOOP or conn.closed or conn.closing or conn.paused:
+                conn.backlog = conn.backlog or (not conn.closed and conn.reader.buffered > 0)
+                return
+            try:
+                msgs = self._parse(conn, b"")
+            except ProtocolError as exc:
+                self._protocol_error(conn, exc)
+                return
+        for msg in msgs:
+            self._dispatch(conn, msg)
+        self._apply_limits(conn)
 
     def _pause(self, conn: Connection) -> None:
         assert self._loop is not None
@@ -495,7 +628,13 @@ class Server:
 
     def _watch(self, conn: Connection) -> None:
         assert self._loop is not None
-        if not conn.loop_reading and not conn.closed and conn.owner == LOOP and not conn.paused:
+        if (
+            not conn.loop_reading
+            and not conn.closed
+            and conn.owner == LOOP
+            and not conn.paused
+            and not conn.eof
+        ):
             self._loop.add_reader(conn.fd, self._on_readable, conn)
             conn.loop_reading = True
 
@@ -676,7 +815,10 @@ class Server:
         cfg = self.config
         if conn.owner != LOOP:
             return
-        if conn.frame_deadline is not None and now > conn.frame_deadline:
+        # While we do not read a connection (paused at its limits, or requests
+        # waiting in its backlog), an unfinished frame is not the client's fault.
+        reading = not conn.paused and not conn.backlog
+        if conn.frame_deadline is not None and now > conn.frame_deadline and reading:
             log.info("closing %s: frame not completed in time", conn.session.address)
             self._close(conn)
         elif conn.out and now - conn.out_since > cfg.write_timeout:
@@ -754,10 +896,10 @@ class Server:
                 conn.sock.close()
         self._conns.pop(conn.fd, None)
         self._kept.discard(conn)
-        session = conn.session
-        session.instances.clear()
+        self._starved.discard(conn)
         try:
-            self.daemon.client_disconnected(session)
+            # Session instances and streams are released, then client_disconnected runs.
+            self.daemon.release_session(conn.session)
         except Exception:
             log.exception("client_disconnected hook failed")
 
