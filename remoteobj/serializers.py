@@ -64,6 +64,7 @@ import threading
 import uuid
 from collections.abc import Callable, ItemsView, Iterable, KeysView, Mapping, Sequence, ValuesView
 from contextvars import ContextVar, Token
+from itertools import chain, compress
 from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, NoReturn, TypeGuard
 
 from remoteobj import errors
@@ -650,31 +651,50 @@ _WALKED: Final = frozenset({dict, list, tuple})
 _CONTAINERS: Final = frozenset({dict, list, tuple, set, frozenset})
 
 
+_is_container = _CONTAINERS.__contains__
+_is_dict = frozenset({dict}).__contains__
+
+
+def _is_not_dict(kind: type) -> bool:
+    return kind is not dict
+
+
 def _check_shape(value: Any, limits: DecodeLimits, plain: frozenset[type] | None = None) -> None:
-    """Walk a decoded value: depth, total container items and (for marshal) leaf types."""
-    max_nesting, max_elements = limits.max_nesting, limits.max_elements
-    if type(value) not in _CONTAINERS:
-        if plain is not None and type(value) not in plain:
-            raise SerializeError(f"unsupported type in payload: {type(value).__name__}")
-        return
-    elements = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        obj, depth = stack.pop()
+    """Walk a decoded value: depth, total container items and (for marshal) leaf types.
+
+    The walk goes one nesting level at a time and leaves the per-element work
+    (type lookups, filtering, flattening) to C: Python loops once per level,
+    not once per container, which keeps it near the cost of the decoding itself.
+    """
+    max_elements, max_nesting = limits
+    frontier: list[Any] = [value]
+    depth = elements = 0
+    while True:
+        if plain is not None:
+            kinds = set(map(type, frontier))
+            if not plain.issuperset(kinds):
+                bad = next(iter(kinds - plain))
+                raise SerializeError(f"unsupported type in payload: {bad.__name__}")
+        containers = list(compress(frontier, map(_is_container, map(type, frontier))))
+        if not containers:
+            return
+        depth += 1
         if depth > max_nesting:
             raise _too_deep(max_nesting)
-        elements += len(obj)
+        dicts = list(compress(containers, map(_is_dict, map(type, containers))))
+        if dicts:
+            parts = [
+                chain.from_iterable(compress(containers, map(_is_not_dict, map(type, containers)))),
+                chain.from_iterable(map(dict.values, dicts)),
+            ]
+            if plain is not None:  # marshal dict keys may be tuples
+                parts.append(chain.from_iterable(map(dict.keys, dicts)))
+            frontier = list(chain.from_iterable(parts))
+        else:
+            frontier = list(chain.from_iterable(containers))
+        elements += len(frontier)
         if elements > max_elements:
             raise _too_many(max_elements)
-        children: Iterable[Any] = [*obj.keys(), *obj.values()] if type(obj) is dict else obj
-        # Types are gathered in C; only containers are visited one by one.
-        kinds = set(map(type, children))
-        if plain is not None and not plain.issuperset(kinds):
-            bad = next(iter(kinds - plain))
-            raise SerializeError(f"unsupported type in payload: {bad.__name__}")
-        if kinds.isdisjoint(_CONTAINERS):
-            continue
-        stack.extend((child, depth + 1) for child in children if type(child) in _CONTAINERS)
 
 
 # =============================================================================
