@@ -27,9 +27,10 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import protocol as p
+from .auth import AUTH_KEY, ServerAuth
 from .blob import unpack_blob_call
 from .config import Config
 from .context import CallContext, current_context, set_context
@@ -83,6 +84,8 @@ class Session:
 
     __slots__ = (
         "address",
+        "auth_nonce",
+        "authenticated",
         "corr_id",
         "handshake",
         "handshaken",
@@ -102,6 +105,10 @@ class Session:
         self.streams: set[str] = set()
         #: Objects closed when the connection closes (:func:`track_resource`).
         self.resources: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: The auth challenge this connection was sent and must answer (remoteobj.auth).
+        self.auth_nonce: bytes | None = None
+        #: Whether the client proved it knows ``Config.auth_secret``.
+        self.authenticated = False
 
 
 @dataclass(slots=True)
@@ -175,7 +182,16 @@ class Daemon:
     :meth:`request_loop` / :meth:`serve` serve until :meth:`shutdown`.
     Coroutine methods run on the daemon's event loop, other methods in worker
     threads, so a blocking method never stalls other clients.
+
+    With ``Config.auth_secret`` set, clients must prove they know the secret
+    in the handshake (:mod:`remoteobj.auth`); with ``Config.ssl``, the daemon
+    speaks TLS only (:mod:`remoteobj.tls`).
     """
+
+    #: With ``Config.auth_secret``: refuse clients that do not authenticate. A
+    #: subclass that sets it False admits them unauthenticated and guards single
+    #: methods with :func:`remoteobj.auth.require_authenticated` (the name server).
+    require_auth: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -199,6 +215,8 @@ class Daemon:
         self._ids_by_instance: dict[int, str] = {}
         self._lock = threading.Lock()
         self._limits = DecodeLimits.from_config(self.config)
+        secret = self.config.auth_secret
+        self._auth = ServerAuth(secret, required=self.require_auth) if secret else None
         self._serializers: dict[int, Serializer] = {}
         for name in self.config.accepted_serializers:
             with contextlib.suppress(SerializeError):  # msgpack may not be installed
@@ -345,6 +363,8 @@ class Daemon:
     def _autoproxy_dict(self, obj: Any) -> dict[str, Any] | None:
         """Pyro5's proxy dict for an object registered here (or an instance of a
         registered class), else ``None``. Called by the serializers."""
+        if self._sock is None:
+            return None  # not bound (or closed): nobody could reach the object
         object_id = self._ids_by_instance.get(id(obj))
         if object_id is None:
             object_id = self._ids_by_instance.get(id(type(obj)))
@@ -433,7 +453,7 @@ class Daemon:
         """Serve in this thread until :meth:`shutdown` (uvloop when installed)."""
         from .server import run_loop
 
-        run_loop(self.serve())
+        run_loop(self.serve)
 
     def shutdown(self, grace: float | None = None) -> None:
         """Stop serving: refuse new connections, let calls in flight finish for up to
@@ -512,19 +532,45 @@ class Daemon:
             self.client_disconnected(session)
 
     def handle_connect(self, session: Session, msg: p.Message) -> tuple[bytes, bool]:
-        """Answer a CONNECT: ``(CONNECTOK frame, True)`` or ``(CONNECTFAIL frame, False)``."""
+        """Answer a CONNECT: ``(CONNECTOK frame, True)`` or ``(CONNECTFAIL frame, False)``.
+
+        With ``Config.auth_secret`` the first CONNECT may get an authentication
+        challenge: a CONNECTFAIL after which ``session.auth_nonce`` is set and
+        the connection stays open for the answer (see :mod:`remoteobj.auth`).
+        """
         session.corr_id = msg.corr_id if msg.flags & p.FLAGS_CORR_ID else _new_corr_id()
         ser = self._serializers.get(msg.serializer_id)
+        challenged, session.auth_nonce = session.auth_nonce, None  # one answer per challenge
         try:
             if ser is None:
                 raise SerializeError(f"serializer id {msg.serializer_id} is not accepted")
             data = ser.loads(msg.data, self._limits)
-            if not isinstance(data, dict) or "object" not in data:
+            if not isinstance(data, dict) or not isinstance(data.get("object"), str):
                 raise ProtocolError("invalid connect payload")
+            proof = None
+            if self._auth is not None:
+                step, session.auth_nonce = self._auth.step(
+                    data.get(AUTH_KEY), challenged, data["object"]
+                )
+                if step.challenge is not None:
+                    challenge = p.Message(
+                        p.MSG_CONNECTFAIL,
+                        ser.serializer_id,
+                        msg.seq,
+                        ser.dumps(step.challenge),
+                        corr_id=session.corr_id,
+                    )
+                    return p.encode(challenge), False
+                session.authenticated = step.authenticated
+                proof = step.proof
             response = self.validate_handshake(session, data.get("handshake"))
             meta = self.metadata(data["object"])
-            payload = ser.dumps({"handshake": response, "meta": meta})
+            answer: dict[str, Any] = {"handshake": response, "meta": meta}
+            if proof is not None:
+                answer[AUTH_KEY] = proof
+            payload = ser.dumps(answer)
         except Exception as exc:
+            session.auth_nonce = None
             log.debug("handshake refused: %s", exc)
             fail_ser = ser if ser is not None else get_serializer(MARSHAL_ID)
             reply = p.Message(
@@ -681,6 +727,7 @@ class Daemon:
             return self._result(call, result)
         finally:
             reset_autoproxy(token)
+            _forget_target(call)
 
     async def run_async(self, call: Call) -> bytes | None:
         """Run a coroutine method on the event loop; the reply frame, or ``None`` if oneway."""
@@ -694,6 +741,7 @@ class Daemon:
             return self._result(call, result)
         finally:
             reset_autoproxy(token)
+            _forget_target(call)
 
     def _failed(self, call: Call, exc: Exception) -> bytes | None:
         if getattr(call.func, "_pyroCallback", False):
@@ -768,6 +816,21 @@ def _new_corr_id() -> bytes:
     # itertools.count is atomic). Pyro5 makes a uuid4 per request; ids are for
     # tracing, not secrets, and this is several times cheaper on the hot path.
     return _CORR_PREFIX + next(_corr_counter).to_bytes(8, "big")
+
+
+def _finished(*args: Any, **kwargs: Any) -> None:
+    """Stands in for the method of a call that has run."""
+
+
+def _forget_target(call: Call) -> None:
+    """Drop a finished call's references to user objects: whoever keeps the Call a
+    while longer (an idle worker's last job) must not keep a session or per-call
+    instance alive after its client is gone."""
+    call.func = _finished
+    call.args = ()
+    call.kwargs = {}
+    if call.batch is not None:
+        call.batch = []
 
 
 def track_resource(resource: Any) -> None:

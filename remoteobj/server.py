@@ -26,6 +26,7 @@ buffer is flushed by the loop.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import errno
 import logging
@@ -33,15 +34,17 @@ import os
 import queue
 import select
 import socket
+import ssl
 import stat
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, ClassVar
 
 from . import protocol as p
 from .daemon import Call, Daemon, Session
 from .errors import ProtocolError
+from .tls import server_context
 
 __all__ = ["Server", "listen", "run_loop"]
 
@@ -54,6 +57,7 @@ ONEWAY_DROPS_CLOSE = 100
 #: How long a worker may run a call on a connection it keeps before the loop reads it again.
 STEAL_AFTER = 0.002
 LOOP, WORKER = 0, 1
+NO_BACKLOG, BACKLOG, BACKLOG_TAKING = 0, 1, 2
 READING, EXECUTING = 0, 1
 
 
@@ -77,8 +81,12 @@ def listen(host: str, port: int, unixsocket: str | None = None) -> socket.socket
     return sock
 
 
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` on a new event loop in this thread (uvloop when installed)."""
+def run_loop(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main()`` on a new event loop in this thread (uvloop when installed).
+
+    Takes the coroutine *function*: a coroutine made before the loop exists
+    would be left un-awaited if Ctrl-C arrived in between.
+    """
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
         import uvloop
@@ -87,7 +95,7 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
     except ImportError:
         pass
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main)
+        runner.run(main())
 
 
 class WorkerPool:
@@ -201,6 +209,9 @@ class Connection:
         "wlock",
     )
 
+    #: A TLS connection (:class:`TLSConnection`): read and written on the loop only.
+    tls: ClassVar[bool] = False
+
     def __init__(self, sock: socket.socket, session: Session, reader: p.MessageReader) -> None:
         self.sock = sock
         self.fd = sock.fileno()
@@ -220,11 +231,33 @@ class Connection:
         self.out_since = 0.0
         self.last_active = time.monotonic()
         self.frame_deadline: float | None = None
-        #: Complete requests are buffered beyond the in-flight limits (taken as calls finish).
-        self.backlog = False
+        #: Complete requests buffered beyond the in-flight limits, taken as calls finish:
+        #: NO_BACKLOG, BACKLOG, or BACKLOG_TAKING (a _take_backlog is scheduled).
+        self.backlog = NO_BACKLOG
         #: The client closed its side while requests were still in the backlog.
         self.eof = False
         self.oneway_drops = 0
+
+
+class TLSConnection(Connection):
+    """A TLS connection. OpenSSL objects must not be used by two threads at once, so
+    everything on it happens on the loop: the handshake (non-blocking, under
+    ``Config.ssl_handshake_timeout``), every read, and every write (workers hand
+    their replies to the loop; no worker keeps it)."""
+
+    __slots__ = ("handshaking", "tls_chunk", "tls_writing")
+    tls: ClassVar[bool] = True
+
+    def __init__(self, sock: ssl.SSLSocket, session: Session, reader: p.MessageReader) -> None:
+        super().__init__(sock, session, reader)
+        self.handshaking = True
+        #: The record being written: after SSLWantWrite, OpenSSL wants the same bytes again.
+        self.tls_chunk: bytes | None = None
+        self.tls_writing = False
+
+
+#: Bytes handed to one SSL write (the same chunk is retried after SSLWantWrite).
+TLS_CHUNK = 64 * 1024
 
 
 class Server:
@@ -244,10 +277,10 @@ class Server:
         #: resume them; woken when the daemon drops below the limit.
         self._starved: set[Connection] = set()
         self._decodes = threading.BoundedSemaphore(cfg.max_concurrent_decodes)
+        self._ssl = server_context(cfg) if cfg.ssl else None
         self._inflight = 0
         self._inflight_lock = threading.Lock()
         self._kept: set[Connection] = set()  # connections a worker currently reads
-        self._watchdog_armed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._stopping = False
@@ -256,6 +289,7 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._finished = threading.Event()
+        self._watchdog_wake = asyncio.Event()
         self._stop_before_start: float | None = None
         self.finished = False
 
@@ -274,6 +308,8 @@ class Server:
             await self._done.wait()
         finally:
             housekeeping.cancel()
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(self._lsock.fileno())
             self._close_all()
             self._pool.stop()
             self._oneway_pool.stop()
@@ -312,8 +348,9 @@ class Server:
         self._stopping = True
         self._grace_deadline = time.monotonic() + grace
         assert self._loop is not None
-        with contextlib.suppress(ValueError, OSError):
-            self._loop.remove_reader(self._lsock.fileno())
+        # The listener stays watched: new connections are accepted and closed at once
+        # (_accept), so clients fail fast instead of waiting in the kernel's backlog
+        # until the grace period ends; the socket itself stays usable for a new serve().
         for conn in list(self._conns.values()):
             self._pause(conn)
             if conn.inflight == 0:
@@ -344,6 +381,9 @@ class Server:
                     return
                 log.info("accept failed: %s", exc)
                 return
+            if self._stopping:
+                sock.close()  # shutting down: refused at once rather than left waiting
+                continue
             if len(self._conns) >= self.config.max_connections and not self._evict_idle():
                 log.warning(
                     "connection limit (%d) reached; refusing %s", self.config.max_connections, addr
@@ -353,7 +393,7 @@ class Server:
             self._setup(sock, addr)
 
     def _resume_accept(self) -> None:
-        if not self._stopping and self._loop is not None:
+        if not self.finished and self._loop is not None:
             self._loop.add_reader(self._lsock.fileno(), self._accept)
 
     def _setup(self, sock: socket.socket, addr: Any) -> None:
@@ -364,6 +404,9 @@ class Server:
         reader = p.MessageReader(
             self.config.max_message_size, allow_compressed=self.config.compression
         )
+        if self._ssl is not None:
+            self._setup_tls(sock, addr, reader)
+            return
         conn = Connection(sock, Session(addr), reader)
         conn.frame_deadline = time.monotonic() + self.config.first_frame_timeout
         self._conns[conn.fd] = conn
@@ -436,7 +479,7 @@ class Server:
             msgs.append(msg)
             if len(msgs) >= room:
                 break
-        conn.backlog = len(msgs) >= room and reader.buffered > 0
+        conn.backlog = BACKLOG if len(msgs) >= room and reader.buffered > 0 else NO_BACKLOG
         if reader.in_frame:
             if conn.frame_deadline is None:
                 conn.frame_deadline = now + self.config.frame_timeout
@@ -474,7 +517,7 @@ class Server:
             self._finish(conn, reply)
             if accepted:
                 conn.frame_deadline = None
-            else:
+            elif session.auth_nonce is None:  # else: an auth challenge, answered on this connection
                 self._close(conn)
             return
         if msg.type == p.MSG_PING:
@@ -598,8 +641,8 @@ class Server:
             if conn.paused:
                 conn.paused = False
                 self._watch(conn)
-            if conn.backlog:
-                conn.backlog = False
+            if conn.backlog == BACKLOG:
+                conn.backlog = BACKLOG_TAKING
                 self._later(self._take_backlog, conn)
         if conn.inflight == 0 and (self._stopping or (conn.eof and not conn.backlog)):
             self._close(conn)
@@ -608,7 +651,8 @@ class Server:
         """Dispatch requests that were buffered while the connection was at its limits."""
         with conn.lock:
             if conn.owner != LOOP or conn.closed or conn.closing or conn.paused:
-                conn.backlog = conn.backlog or (not conn.closed and conn.reader.buffered > 0)
+                if conn.backlog == BACKLOG_TAKING:
+                    conn.backlog = BACKLOG  # taken when the connection is below its limits
                 return
             try:
                 msgs = self._parse(conn, b"")
@@ -635,7 +679,8 @@ class Server:
             and not conn.paused
             and not conn.eof
         ):
-            self._loop.add_reader(conn.fd, self._on_readable, conn)
+            reader = self._tls_readable if conn.tls else self._on_readable
+            self._loop.add_reader(conn.fd, reader, conn)
             conn.loop_reading = True
 
     # --- workers ----------------------------------------------------------------------
@@ -666,10 +711,12 @@ class Server:
     def _done_in_worker(self, conn: Connection) -> bool:
         """Count a worker's call done; decide whether the worker keeps reading the connection."""
         cfg = self.config
+        wake_watchdog = False
         with conn.lock:
             conn.inflight -= 1
             keep = (
                 cfg.worker_linger > 0
+                and not conn.tls
                 and conn.inflight == 0
                 and not conn.closing
                 and not conn.closed
@@ -682,10 +729,13 @@ class Server:
             if keep:
                 conn.owner = WORKER
                 conn.phase = READING
+                wake_watchdog = not self._kept
                 self._kept.add(conn)
             elif conn.owner == WORKER:
                 self._release(conn)
             paused = conn.paused
+        if wake_watchdog:
+            self._later(self._watchdog_wake.set)  # the steal watchdog must run while we keep it
         if paused or self._stopping:
             self._to_loop(self._apply_limits, conn)
         return keep
@@ -792,9 +842,17 @@ class Server:
         """Deadlines (first frame, frame, idle, write) and the steal watchdog."""
         cfg = self.config
         interval = min(1.0, cfg.first_frame_timeout / 4, cfg.frame_timeout / 4)
+        if cfg.ssl:
+            interval = min(interval, cfg.ssl_handshake_timeout / 4)
         next_sweep = time.monotonic() + interval
         while True:
-            await asyncio.sleep(STEAL_AFTER if self._kept else min(interval, 0.25))
+            if self._kept:
+                await asyncio.sleep(STEAL_AFTER)
+            else:
+                # Idle: sleep until the next sweep, or until a worker keeps a connection.
+                self._watchdog_wake.clear()
+                with contextlib.suppress(builtins.TimeoutError):
+                    await asyncio.wait_for(self._watchdog_wake.wait(), min(interval, 0.25))
             now = time.monotonic()
             for conn in list(self._kept):
                 with conn.lock:
@@ -831,6 +889,9 @@ class Server:
 
     def _send(self, conn: Connection, data: bytes) -> None:
         """Send a frame from any thread; what the socket does not take, the loop flushes."""
+        if conn.tls:
+            self._to_loop(self._tls_send, conn, data)
+            return
         with conn.wlock:
             if conn.closed:
                 return
@@ -875,6 +936,150 @@ class Server:
         elif not remaining:
             self._loop.remove_writer(conn.fd)
             self._apply_limits(conn)
+
+    # --- TLS (everything on the loop) ---------------------------------------------------
+
+    def _setup_tls(self, sock: socket.socket, addr: Any, reader: p.MessageReader) -> None:
+        assert self._loop is not None and self._ssl is not None
+        try:
+            tsock = self._ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        except (ssl.SSLError, OSError) as exc:
+            log.info("TLS setup failed for %s: %s", addr, exc)
+            sock.close()
+            return
+        conn = TLSConnection(tsock, Session(addr), reader)
+        conn.frame_deadline = time.monotonic() + self.config.ssl_handshake_timeout
+        self._conns[conn.fd] = conn
+        self._loop.add_reader(conn.fd, self._tls_handshake, conn)
+        conn.loop_reading = True
+
+    def _tls_handshake(self, conn: TLSConnection) -> None:
+        """One non-blocking step of a TLS handshake (never blocks the loop)."""
+        assert self._loop is not None
+        if conn.closed:
+            return
+        sock = conn.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            if conn.tls_writing:
+                self._loop.remove_writer(conn.fd)
+                conn.tls_writing = False
+            return
+        except ssl.SSLWantWriteError:
+            if not conn.tls_writing:
+                self._loop.add_writer(conn.fd, self._tls_handshake, conn)
+                conn.tls_writing = True
+            return
+        except (ssl.SSLError, OSError) as exc:
+            log.info("TLS handshake with %s failed: %s", conn.session.address, exc)
+            self._close(conn)
+            return
+        if conn.tls_writing:
+            self._loop.remove_writer(conn.fd)
+            conn.tls_writing = False
+        conn.handshaking = False
+        conn.last_active = time.monotonic()
+        conn.frame_deadline = conn.last_active + self.config.first_frame_timeout
+        self._loop.add_reader(conn.fd, self._tls_readable, conn)  # replaces the handshake
+        if sock.pending():
+            self._tls_readable(conn)
+
+    def _tls_readable(self, conn: Connection) -> None:
+        """Read a TLS connection: what the socket has plus what OpenSSL already decrypted."""
+        assert self._loop is not None
+        sock = conn.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        chunks: list[bytes] = []
+        eof = False
+        with conn.lock:
+            if conn.closed:
+                return
+            try:
+                while len(chunks) < 16:  # a bounded amount per wake-up: others' turn
+                    data = sock.recv(RECV_SIZE)
+                    if not data:
+                        eof = True
+                        break
+                    chunks.append(data)
+                    if not sock.pending():
+                        break
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass
+            except (ssl.SSLError, OSError):
+                eof = True
+            msgs: list[p.Message] = []
+            if chunks:
+                try:
+                    msgs = self._parse(conn, b"".join(chunks))
+                except ProtocolError as exc:
+                    self._protocol_error(conn, exc)
+                    return
+        if eof and not msgs:
+            if conn.backlog and not conn.closed:
+                conn.eof = True  # serve what is buffered, then close (_apply_limits)
+                if conn.loop_reading:
+                    self._loop.remove_reader(conn.fd)
+                    conn.loop_reading = False
+                return
+            self._close(conn)
+            return
+        for msg in msgs:
+            self._dispatch(conn, msg)
+        if eof:
+            conn.eof = True
+            if conn.loop_reading:
+                self._loop.remove_reader(conn.fd)
+                conn.loop_reading = False
+        self._apply_limits(conn)
+        if sock.pending() and not conn.closed and conn.loop_reading:
+            self._loop.call_soon(self._tls_readable, conn)  # decrypted bytes wait in OpenSSL
+
+    def _tls_send(self, conn: Connection, data: bytes) -> None:
+        """Queue a frame on a TLS connection and write what the socket takes (loop only;
+        the caller may hold ``conn.lock``, so closing and limits are left for later)."""
+        if conn.closed:
+            return
+        if not conn.out:
+            conn.out_since = time.monotonic()
+        conn.out += data
+        if not self._tls_write(conn):
+            conn.closing = True
+            self._later(self._close, conn)
+        elif len(conn.out) > self.config.write_high_water:
+            self._later(self._apply_limits, conn)
+
+    def _tls_flush(self, conn: Connection) -> None:
+        """The loop's writer callback for a TLS connection with bytes waiting."""
+        if not self._tls_write(conn):
+            self._close(conn)
+        elif not conn.closed:
+            self._apply_limits(conn)
+
+    def _tls_write(self, conn: Connection) -> bool:
+        """Write queued bytes until the socket is full; ``False`` if the connection broke."""
+        assert self._loop is not None and isinstance(conn, TLSConnection)
+        sock = conn.sock
+        while conn.out and not conn.closed:
+            chunk = conn.tls_chunk or bytes(conn.out[:TLS_CHUNK])
+            try:
+                sent = sock.send(chunk)
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                conn.tls_chunk = chunk
+                if not conn.tls_writing:
+                    self._loop.add_writer(conn.fd, self._tls_flush, conn)
+                    conn.tls_writing = True
+                return True
+            except (ssl.SSLError, OSError):
+                return False
+            conn.tls_chunk = None
+            del conn.out[:sent]
+            conn.out_since = time.monotonic()
+        if conn.tls_writing and not conn.closed:
+            self._loop.remove_writer(conn.fd)
+            conn.tls_writing = False
+        return True
 
     # --- closing ----------------------------------------------------------------------
 

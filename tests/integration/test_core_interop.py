@@ -282,3 +282,22 @@ def test_proxy_reconnects_after_the_daemon_restarts() -> None:
             assert p.add(2, 2) == 4  # the idle connection was found dead before sending
     finally:
         proc.kill()
+
+
+def test_a_quick_call_is_not_held_up_behind_a_slow_one_on_the_same_connection(
+    our_daemon: str,
+) -> None:
+    # After a first call a worker keeps the connection and runs the next call
+    # itself; the loop must take reading back so the quick call runs meanwhile.
+    with remoteobj.Proxy(our_daemon) as p:
+        assert p.add(1, 1) == 2
+        done: list[str] = []
+        slow = threading.Thread(target=lambda: done.append(f"slow {p.sleep(1.0)}"))
+        slow.start()
+        started = time.monotonic()
+        assert p.add(2, 2) == 4
+        quick = time.monotonic() - started
+        done.append("quick")
+        slow.join(10)
+    assert done == ["quick", "slow 1.0"]
+    assert quick < 0.5
