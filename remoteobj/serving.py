@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .config import Config
@@ -27,9 +30,13 @@ def serve(
     With ``use_ns`` each name is registered in the name server that
     :func:`remoteobj.locate_ns` finds, under a lease the daemon keeps renewing,
     so the names vanish if this process dies; without it the name is the
-    object id. ``config`` defaults to ``Config.from_env()``.
+    object id. ``config`` defaults to ``Config.default()`` (the environment).
+
+    SIGINT raises :class:`KeyboardInterrupt` as usual; SIGTERM (when called
+    from the main thread) shuts the daemon down gracefully and returns. Either
+    way the names are removed from the name server.
     """
-    cfg = config if config is not None else Config.from_env()
+    cfg = config if config is not None else Config.default()
     if daemon is None:
         daemon = Daemon(host, port, unixsocket=unixsocket, config=cfg)
     with daemon:
@@ -44,4 +51,17 @@ def serve(
                 )
         if verbose:
             print("remoteobj daemon running.", flush=True)
-        daemon.request_loop()
+        with _shutdown_on_sigterm(daemon):
+            daemon.request_loop()
+
+
+@contextlib.contextmanager
+def _shutdown_on_sigterm(daemon: Daemon) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: daemon.shutdown())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
