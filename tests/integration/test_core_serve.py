@@ -27,7 +27,7 @@ def test_serve_answers_and_returns_cleanly_on_sigterm() -> None:
         proc.wait_for_line("daemon running", timeout=15)
         with remoteobj.Proxy(uri) as p:
             assert p.hi() == "hi"
-        proc.signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
         assert "serve returned" in proc.output
     finally:
