@@ -28,7 +28,7 @@ an :class:`~remoteobj.AsyncProxy` (``results = await batch()``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 from . import protocol as p
 from .serializers import ExceptionWrapper
@@ -114,7 +114,15 @@ class BatchProxy(_BatchBase):
         super().__init__()
         self._proxy = proxy
 
+    @overload
+    def __call__(self, oneway: Literal[False] = False) -> Iterator[Any]: ...
+    @overload
+    def __call__(self, oneway: Literal[True]) -> None: ...
+    @overload
+    def __call__(self, oneway: bool) -> Iterator[Any] | None: ...
+
     def __call__(self, oneway: bool = False) -> Iterator[Any] | None:
+        """Send the recorded calls; an iterator over their results (``None`` if oneway)."""
         calls = self._take(self._proxy._meta)
         flags = p.FLAGS_BATCH | (p.FLAGS_ONEWAY if oneway else 0)
         results = self._proxy._invoke(BATCH_METHOD, calls, None, flags)
@@ -140,7 +148,15 @@ class AsyncBatchProxy(_BatchBase):
         super().__init__()
         self._proxy = proxy
 
+    @overload
+    async def __call__(self, oneway: Literal[False] = False) -> Iterator[Any]: ...
+    @overload
+    async def __call__(self, oneway: Literal[True]) -> None: ...
+    @overload
+    async def __call__(self, oneway: bool) -> Iterator[Any] | None: ...
+
     async def __call__(self, oneway: bool = False) -> Iterator[Any] | None:
+        """Send the recorded calls; an iterator over their results (``None`` if oneway)."""
         core = await self._proxy._connection()
         assert core.meta is not None
         calls = self._take(core.meta)

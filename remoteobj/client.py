@@ -24,6 +24,7 @@ import contextlib
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import protocol as p
+from .auth import AUTH_KEY, ClientAuth
 from .blob import blob_call
 from .config import Config
 from .context import current_context
@@ -49,6 +51,7 @@ from .serializers import (
 )
 from .streams import DAEMON_OBJECT as STREAM_DAEMON
 from .streams import STREAM_ANNOTATION, AsyncStreamIterator, StreamIterator, StreamRef
+from .tls import client_context
 from .uri import URI
 
 __all__ = ["AsyncProxy", "CallCore", "Proxy", "RemoteMeta"]
@@ -87,6 +90,7 @@ class CallCore:
     """The protocol logic of a proxy, without I/O; shared by both shells."""
 
     __slots__ = (
+        "auth",
         "config",
         "handshake",
         "handshake_response",
@@ -106,10 +110,19 @@ class CallCore:
         self.handshake: Any = config.handshake
         self.handshake_response: Any = None
         self.meta: RemoteMeta | None = None
+        secret = config.auth_secret
+        #: The shared-secret exchange of this connection attempt (remoteobj.auth).
+        self.auth = ClientAuth(secret, str(self.object_id)) if secret else None
 
     def connect_frame(self) -> bytes:
         """The CONNECT frame that opens a connection to this proxy's object."""
-        payload = self.serializer.dumps({"handshake": self.handshake, "object": self.object_id})
+        return self._connect_frame(self.auth.hello() if self.auth is not None else None)
+
+    def _connect_frame(self, auth: dict[str, str] | None) -> bytes:
+        data: dict[str, Any] = {"handshake": self.handshake, "object": self.object_id}
+        if auth is not None:
+            data[AUTH_KEY] = auth
+        payload = self.serializer.dumps(data)
         ctx = current_context()
         corr = ctx.corr_id or p.NO_CORR_ID
         msg = p.Message(
@@ -122,13 +135,16 @@ class CallCore:
         )
         return p.encode(msg, compress=self.config.compression)
 
-    def on_connect_reply(self, msg: p.Message) -> None:
-        """Check the daemon's answer to CONNECT; store the metadata or raise."""
+    def on_connect_reply(self, msg: p.Message) -> bytes | None:
+        """Check the daemon's answer to CONNECT: store the metadata and return ``None``;
+        or return the CONNECT frame that answers an authentication challenge (send it
+        and pass the reply here again); or raise."""
         if msg.type == p.MSG_CONNECTFAIL:
-            try:
-                reason = get_serializer(msg.serializer_id).loads(msg.data, self.limits)
-            except SerializeError:
-                reason = "(unreadable reason)"
+            reason = self._fail_reason(msg)
+            if self.auth is not None:
+                answer = self.auth.answer(reason)
+                if answer is not None:
+                    return self._connect_frame(answer)
             raise CommunicationError(f"connection to {self.uri} rejected: {reason}")
         if msg.type != p.MSG_CONNECTOK:
             raise ProtocolError(f"invalid msg type {msg.type} received in reply to connect")
@@ -137,11 +153,25 @@ class CallCore:
         data = self.serializer.loads(msg.data, self.limits)
         if not isinstance(data, Mapping):
             raise ProtocolError("invalid connect reply")
+        if self.auth is not None:
+            self.auth.verify_server(data.get(AUTH_KEY))  # the daemon knows the secret too
         meta = RemoteMeta.from_wire(data.get("meta"))
         if not meta.methods and not meta.attrs:
             raise CommunicationError(f"remote object {self.uri} exposes nothing")
         self.meta = meta
         self.handshake_response = data.get("handshake")
+        return None
+
+    def _fail_reason(self, msg: p.Message) -> Any:
+        """The text of a CONNECTFAIL. A marshal one (what daemons send before they know
+        the serializer) is read without ``marshal.loads``: a proxy never runs the
+        marshal decoder on a daemon's bytes unless it speaks marshal itself."""
+        try:
+            if msg.serializer_id == MARSHAL_ID and self.serializer.serializer_id != MARSHAL_ID:
+                return _marshal_text(msg.data)
+            return get_serializer(msg.serializer_id).loads(msg.data, self.limits)
+        except (SerializeError, ValueError):
+            return "(unreadable reason)"
 
     def invoke_frame(
         self,
@@ -217,7 +247,26 @@ def _resolve(uri: URI | str, config: Config) -> URI:
     return resolve(uri, config)
 
 
-def _open_socket(uri: URI, timeout: float | None) -> socket.socket:
+MARSHAL_ID = 2
+
+
+def _marshal_text(data: bytes) -> str:
+    """A str written by ``marshal.dumps`` (type codes u/t/a/A/z/Z), decoded by hand."""
+    if len(data) < 2:
+        raise ValueError("not a marshal string")
+    code = chr(data[0] & 0x7F)  # 0x80 is marshal's FLAG_REF
+    if code in "zZ":
+        size, body = data[1], data[2:]
+    elif code in "utaA":
+        size, body = int.from_bytes(data[1:5], "little"), data[5:]
+    else:
+        raise ValueError("not a marshal string")
+    if len(body) != size:
+        raise ValueError("truncated marshal string")
+    return body.decode("utf-8" if code in "ut" else "ascii")
+
+
+def _open_socket(uri: URI, timeout: float | None, config: Config | None = None) -> socket.socket:
     try:
         if uri.sockname is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -231,6 +280,15 @@ def _open_socket(uri: URI, timeout: float | None) -> socket.socket:
         raise TimeoutError(f"connecting to {uri.location} timed out") from exc
     except OSError as exc:
         raise CommunicationError(f"cannot connect to {uri.location}: {exc}") from exc
+    if config is not None and config.ssl:
+        try:  # the TLS handshake, within the same timeout
+            sock = client_context(config).wrap_socket(sock, server_hostname=uri.host)
+        except builtins.TimeoutError as exc:
+            sock.close()
+            raise TimeoutError(f"TLS handshake with {uri.location} timed out") from exc
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            sock.close()
+            raise CommunicationError(f"TLS handshake with {uri.location} failed: {exc}") from exc
     return sock
 
 
@@ -304,7 +362,27 @@ class _SyncConnection:
                 ready, _, _ = select.select([self.sock], [], [], 0)
             except (OSError, ValueError):
                 return True
+            if ready and isinstance(self.sock, ssl.SSLSocket):
+                return self._tls_dead()
             return bool(ready)
+
+    def _tls_dead(self) -> bool:
+        # Readable TLS: maybe just a TLS 1.3 session ticket (Python's TLS servers send
+        # two after the handshake), which is no sign of a dead peer. Holds self.lock.
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        previous = sock.gettimeout()
+        try:
+            sock.settimeout(0.0)
+            sock.recv(1)  # EOF, or application bytes nobody asked for: gone or broken
+            return True
+        except ssl.SSLWantReadError:
+            return False  # only protocol records: the connection is fine
+        except OSError:
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(previous)
 
     def send(self, data: bytes, timeout: float | None) -> None:
         with self.send_lock:
@@ -525,7 +603,7 @@ class Proxy:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)  # local names are never remote
-        self._connection()
+        self._connection(self._call_deadline())
         core = self._core
         assert core is not None and core.meta is not None
         if name in core.meta.attrs:
@@ -537,36 +615,51 @@ class Proxy:
         if name.startswith("_"):
             object.__setattr__(self, name, value)
             return
-        self._connection()
+        self._connection(self._call_deadline())
         assert self._core is not None and self._core.meta is not None
         if name in self._core.meta.attrs:
             self._invoke("__setattr__", (name, value), None)
             return
         object.__setattr__(self, name, value)
 
-    def _connection(self) -> _SyncConnection:
+    def _call_deadline(self) -> float | None:
+        # Fetching the metadata for a first call is part of that call: same timeout.
+        timeout = self._timeout
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _connection(self, deadline: float | None = None) -> _SyncConnection:
+        """The live connection, connecting first if needed; connecting (and waiting for
+        another thread's connect) ends by ``deadline`` (a call's) or ``connect_timeout``."""
         conn = self._conn
         if conn is not None and conn.broken is None:
             return conn
-        with self._connect_lock:
+        wait = -1.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if not self._connect_lock.acquire(timeout=wait):
+            raise TimeoutError(f"connecting to {self._uri} timed out")
+        try:
             conn = self._conn
             if conn is not None and conn.broken is None:
                 return conn
             uri = _resolve(self._uri, self._config)
             core = CallCore(uri, self._config)
             timeout = self._config.connect_timeout
-            sock = _open_socket(uri, timeout)
+            if deadline is not None:
+                timeout = max(min(timeout, deadline - time.monotonic()), 0.001)
+            connect_deadline = time.monotonic() + timeout
+            sock = _open_socket(uri, timeout, self._config)
             try:
-                sock.sendall(core.connect_frame())
+                frame: bytes | None = core.connect_frame()
                 reader = p.MessageReader(self._config.max_message_size)
-                deadline = time.monotonic() + timeout
-                while (msg := reader.next_message()) is None:
-                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
-                    data = sock.recv(RECV_SIZE)
-                    if not data:
-                        raise ConnectionClosedError("connection closed during the handshake")
-                    reader.feed(data)
-                core.on_connect_reply(msg)
+                while frame is not None:  # twice when the daemon asks to authenticate
+                    sock.settimeout(max(connect_deadline - time.monotonic(), 0.001))
+                    sock.sendall(frame)
+                    while (msg := reader.next_message()) is None:
+                        sock.settimeout(max(connect_deadline - time.monotonic(), 0.001))
+                        data = sock.recv(RECV_SIZE)
+                        if not data:
+                            raise ConnectionClosedError("connection closed during the handshake")
+                        reader.feed(data)
+                    frame = core.on_connect_reply(msg)
             except builtins.TimeoutError:
                 sock.close()
                 raise TimeoutError(f"handshake with {uri.location} timed out") from None
@@ -580,6 +673,8 @@ class Proxy:
             object.__setattr__(self, "_core", core)
             object.__setattr__(self, "_conn", conn)
             return conn
+        finally:
+            self._connect_lock.release()
 
     def _invoke(
         self,
@@ -594,12 +689,15 @@ class Proxy:
         ``flags`` may ask for ONEWAY or BATCH; ``object_id`` addresses another
         object of the same daemon on this connection (``Pyro.Daemon``).
         """
-        conn = self._connection()
+        timeout = self._timeout
+        # One deadline for the whole call, connecting included.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        conn = self._connection(deadline)
         if time.monotonic() - conn.last_used > IDLE_CHECK_AFTER and conn.looks_dead():
             # The daemon went away while we were idle (e.g. it restarted): nothing was
             # sent yet, so reconnecting is safe.
             conn.close()
-            conn = self._connection()
+            conn = self._connection(deadline)
         core = self._core
         assert core is not None
         if self._stream_closes:
@@ -607,8 +705,6 @@ class Proxy:
         oneway = flags & p.FLAGS_ONEWAY or (object_id is None and core.is_oneway(method))
         if oneway:
             flags |= p.FLAGS_ONEWAY
-        timeout = self._timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
         if oneway:
             frame = core.invoke_frame(0, method, args, kwargs, flags, object_id=object_id)
             conn.send(frame, timeout)
@@ -699,31 +795,49 @@ class AsyncProxy:
         """Write a remote attribute (an exposed property with a setter)."""
         await self._invoke("__setattr__", (name, value), None)
 
-    async def _connection(self) -> CallCore:
+    async def _connection(self, deadline: float | None = None) -> CallCore:
+        """The connected core, connecting first if needed; connecting (and waiting for
+        another task's connect) ends by ``deadline`` (loop time) or ``connect_timeout``."""
         if self._writer is not None and self._core is not None:
             return self._core
         if self._connecting is None:
             self._connecting = asyncio.Lock()
-        async with self._connecting:
+        cfg = self._config
+        loop = asyncio.get_running_loop()
+        until = loop.time() + cfg.connect_timeout
+        if deadline is not None:
+            until = min(until, deadline)
+        try:
+            async with asyncio.timeout_at(until):
+                await self._connecting.acquire()
+        except builtins.TimeoutError:
+            raise TimeoutError(f"connecting to {self._uri} timed out") from None
+        try:
             if self._writer is not None and self._core is not None:
                 return self._core
-            cfg = self._config
             uri = self._uri
             if uri.protocol != "PYRO":
                 from .naming import resolve_async
 
                 uri = await resolve_async(uri, cfg)
             core = CallCore(uri, cfg)
+            tls = client_context(cfg) if cfg.ssl else None
             try:
-                async with asyncio.timeout(cfg.connect_timeout):
+                async with asyncio.timeout_at(until):
                     if uri.sockname is not None:
-                        reader, writer = await asyncio.open_unix_connection(uri.sockname)
+                        reader, writer = await asyncio.open_unix_connection(
+                            uri.sockname, ssl=tls, server_hostname=uri.host if tls else None
+                        )
                     else:
-                        reader, writer = await asyncio.open_connection(uri.host, uri.port)
+                        reader, writer = await asyncio.open_connection(
+                            uri.host, uri.port, ssl=tls, server_hostname=uri.host if tls else None
+                        )
                     try:
-                        writer.write(core.connect_frame())
-                        msg = await _read_one(reader, p.MessageReader(cfg.max_message_size))
-                        core.on_connect_reply(msg)
+                        frame: bytes | None = core.connect_frame()
+                        msgs = p.MessageReader(cfg.max_message_size)
+                        while frame is not None:  # twice when the daemon asks to authenticate
+                            writer.write(frame)
+                            frame = core.on_connect_reply(await _read_one(reader, msgs))
                     except BaseException:
                         writer.close()
                         raise
@@ -739,6 +853,8 @@ class AsyncProxy:
             self._writer = writer
             self._reader_task = asyncio.get_running_loop().create_task(self._read_loop(reader))
             return core
+        finally:
+            self._connecting.release()
 
     async def _read_loop(self, stream: asyncio.StreamReader) -> None:
         reader = p.MessageReader(self._config.max_message_size)
@@ -808,7 +924,10 @@ class AsyncProxy:
         object_id: str | None = None,
     ) -> tuple[CallCore, p.Message | None]:
         """Send a call; the core and the reply frame (``None`` for oneway calls)."""
-        core = await self._connection()
+        # One deadline for the whole call: connecting, a full send buffer, the reply.
+        timeout = self._timeout
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        core = await self._connection(deadline)
         if object_id is None and method not in ("__getattr__", "__setattr__", "<batch>"):
             core.check_method(method)
         writer = self._writer
@@ -829,10 +948,10 @@ class AsyncProxy:
         fut: asyncio.Future[p.Message] = asyncio.get_running_loop().create_future()
         self._pending[seq] = fut
         writer.write(core.invoke_frame(seq, method, args, kwargs, flags, object_id=object_id))
-        if writer.transport.get_write_buffer_size() > self._config.write_high_water:
-            await writer.drain()
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout_at(deadline):
+                if writer.transport.get_write_buffer_size() > self._config.write_high_water:
+                    await writer.drain()  # a daemon that stopped reading must not hang us
                 msg = await fut
         except builtins.TimeoutError:
             self._pending.pop(seq, None)

@@ -120,8 +120,22 @@ class Config:
     ns_max_name_length: int = 256
 
     # --- security --------------------------------------------------------------
-    #: Shared secret for the challenge-response handshake (``None``: off).
+    #: Shared secret for the challenge-response handshake (``None``: off). Never sent;
+    #: both sides prove they know it (:mod:`remoteobj.auth`).
     auth_secret: str | None = field(default=None, repr=False)
+    #: Speak TLS: a daemon accepts TLS connections only, a proxy connects with TLS.
+    ssl: bool = False
+    #: PEM certificate (chain) and private key of this side: a daemon's, or a proxy's
+    #: for mutual TLS (``ssl_keyfile`` ``None``: the key is in ``ssl_certfile``).
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    #: PEM CA certificates to verify the peer with (a proxy: the system's if ``None``;
+    #: a daemon: the CAs client certificates must be signed by).
+    ssl_cafile: str | None = None
+    #: Daemons: refuse clients without a certificate signed by ``ssl_cafile`` (mutual TLS).
+    ssl_require_client_cert: bool = False
+    #: Proxies: the daemon's certificate must name the host of the URI.
+    ssl_check_hostname: bool = True
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -180,6 +194,12 @@ class Config:
                 yield f"{name} must be >= 0, not {getattr(self, name)}"
         if self.ns_renew >= self.ns_lease:
             yield f"ns_renew ({self.ns_renew}) must be shorter than ns_lease ({self.ns_lease})"
+        if self.auth_secret is not None and not self.auth_secret:
+            yield "auth_secret must not be empty (None turns authentication off)"
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            yield "ssl_keyfile needs ssl_certfile"
+        if self.ssl_require_client_cert and (not self.ssl or self.ssl_cafile is None):
+            yield "ssl_require_client_cert needs ssl and ssl_cafile (the CA of client certificates)"
 
     @classmethod
     def default(cls) -> Config:

@@ -86,6 +86,7 @@ class Session:
         "address",
         "auth_nonce",
         "authenticated",
+        "closed",
         "corr_id",
         "handshake",
         "handshaken",
@@ -103,6 +104,8 @@ class Session:
         self.instances: dict[type[Any], Any] = {}
         #: Ids of the streamed results this connection reads.
         self.streams: set[str] = set()
+        #: Whether the connection has closed (set when the server releases it).
+        self.closed = False
         #: Objects closed when the connection closes (:func:`track_resource`).
         self.resources: weakref.WeakSet[Any] = weakref.WeakSet()
         #: The auth challenge this connection was sent and must answer (remoteobj.auth).

@@ -417,7 +417,9 @@ class Server:
         idle = [c for c in self._conns.values() if c.inflight == 0 and c.owner == LOOP]
         if not idle:
             return False
-        victim = min(idle, key=lambda c: c.last_active)
+        # Connections that never completed a handshake go first: a flood of new
+        # connections must not push out the clients already being served.
+        victim = min(idle, key=lambda c: (c.session.handshaken, c.last_active))
         log.info(
             "connection limit reached; closing the longest idle connection %s",
             victim.session.address,
@@ -475,10 +477,8 @@ class Server:
         # taken as calls finish (_apply_limits -> _take_backlog).
         cfg = self.config
         room = min(cfg.max_inflight_per_conn - conn.inflight, cfg.max_inflight - self._inflight)
-        while (msg := reader.next_message()) is not None:
+        while len(msgs) < room and (msg := reader.next_message()) is not None:
             msgs.append(msg)
-            if len(msgs) >= room:
-                break
         conn.backlog = BACKLOG if len(msgs) >= room and reader.buffered > 0 else NO_BACKLOG
         if reader.in_frame:
             if conn.frame_deadline is None:

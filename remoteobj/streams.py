@@ -36,6 +36,7 @@ import asyncio
 import collections.abc
 import contextlib
 import logging
+import math
 import threading
 import time
 import uuid
@@ -99,6 +100,8 @@ class _Owner(Protocol):
     """A connection's session as the registry sees it (``daemon.Session``)."""
 
     streams: set[str]
+    #: Set (by :meth:`StreamRegistry.release`) once the connection has closed.
+    closed: bool
 
 
 class _Stream:
@@ -129,6 +132,8 @@ class StreamRegistry:
         self._clock = clock
         self._streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()
+        #: No stream expires before this, so most accesses skip the expiry scan.
+        self._next_expiry = math.inf
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
 
@@ -160,16 +165,22 @@ class StreamRegistry:
         with self._lock:
             expired = self._expired_locked(now)
             full = len(self._streams) >= self._max
+            orphan = owner is not None and owner.closed
             if not full:
-                self._streams[stream_id] = _Stream(iterator, owner, now)
+                if orphan:
+                    owner = None  # the client left while the call ran: the stream lingers
+                stream = self._streams[stream_id] = _Stream(iterator, owner, now)
                 if owner is not None:
                     owner.streams.add(stream_id)
+                self._next_expiry = min(self._next_expiry, self._deadline(stream))
         self._dispose(expired)
         if full:
             _dispose([_Stream(iterator, None, now)], self._loop)
             raise DaemonError(f"too many open streams (limit {self._max})")
         if self._lifetime > 0:
             self._sweep_later(self._lifetime)
+        if orphan:
+            self._sweep_later(self._linger)
         return stream_id
 
     def next_item(self, stream_id: str, session: _Owner | None) -> Any:
@@ -216,6 +227,7 @@ class StreamRegistry:
         now = self._clock()
         closing: list[_Stream] = []
         with self._lock:
+            session.closed = True  # streams opened from now on linger at once
             ids, session.streams = session.streams, set()
             for stream_id in ids:
                 stream = self._streams.get(stream_id)
@@ -224,6 +236,7 @@ class StreamRegistry:
                 if self._linger > 0:
                     stream.owner = None
                     stream.linger_since = now
+                    self._next_expiry = min(self._next_expiry, now + self._linger)
                 else:
                     del self._streams[stream_id]
                     closing.append(stream)
@@ -254,16 +267,25 @@ class StreamRegistry:
                 stream.owner.streams.discard(stream_id)
         return stream
 
+    def _deadline(self, stream: _Stream) -> float:
+        """When a stream expires: its lifetime, or its linger time once its owner left."""
+        deadline = stream.created + self._lifetime if self._lifetime > 0 else math.inf
+        if stream.linger_since is not None:
+            deadline = min(deadline, stream.linger_since + self._linger)
+        return deadline
+
     def _expired_locked(self, now: float) -> list[_Stream]:
-        lifetime, linger = self._lifetime, self._linger
-        if not self._streams or (lifetime <= 0 and linger <= 0):
+        if now < self._next_expiry:
             return []
-        expired = [
-            (stream_id, stream)
-            for stream_id, stream in self._streams.items()
-            if (lifetime > 0 and now - stream.created > lifetime)
-            or (stream.linger_since is not None and now - stream.linger_since > linger)
-        ]
+        expired: list[tuple[str, _Stream]] = []
+        next_expiry = math.inf
+        for stream_id, stream in self._streams.items():
+            deadline = self._deadline(stream)
+            if now >= deadline:
+                expired.append((stream_id, stream))
+            else:
+                next_expiry = min(next_expiry, deadline)
+        self._next_expiry = next_expiry
         for stream_id, stream in expired:
             del self._streams[stream_id]
             if stream.owner is not None:
