@@ -413,7 +413,9 @@ class Daemon:
             return
         from .server import listen  # local import: the registry must not need the I/O layer
 
-        self._sock = listen(self._host, self._port, self._unixsocket)
+        with self._lock:  # uri_for() and serve() may race from two threads
+            if self._sock is None:
+                self._sock = listen(self._host, self._port, self._unixsocket)
 
     @property
     def sock(self) -> socket.socket:

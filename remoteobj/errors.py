@@ -92,9 +92,15 @@ class TimeoutError(CommunicationError, builtins.TimeoutError):
 
 
 class ProtocolError(CommunicationError):
-    """Bytes that break protocol 502: bad tag, version, magic, lengths or sequence."""
+    """Bytes that break protocol 502: bad tag, version, magic, lengths or sequence.
+
+    ``seq`` and ``serializer_id`` are those of the offending frame when its
+    header could be read (so the error reply can name the request), else ``None``.
+    """
 
     wire_class = "Pyro5.errors.ProtocolError"
+    seq: int | None = None
+    serializer_id: int | None = None
 
 
 class MessageTooLargeError(ProtocolError):

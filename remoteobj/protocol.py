@@ -183,10 +183,19 @@ class MessageReader:
             if len(buf) < HEADER_SIZE:
                 return None
             header = self._header = self._parse_header()
-        msg_type, ser_id, flags, seq, data_len, ann_len, corr_id = header
+        _, ser_id, _, seq, data_len, ann_len, _ = header
         end = HEADER_SIZE + ann_len + data_len
         if len(buf) < end:
             return None
+        try:
+            return self._take(header, end)
+        except ProtocolError as exc:
+            exc.seq, exc.serializer_id = seq, ser_id  # lets the error reply name the request
+            raise
+
+    def _take(self, header: tuple[int, int, int, int, int, int, bytes], end: int) -> Message:
+        msg_type, ser_id, flags, seq, _, ann_len, corr_id = header
+        buf = self._buf
         annotations = _parse_annotations(buf, HEADER_SIZE, ann_len) if ann_len else {}
         with memoryview(buf) as view:  # one copy of the payload, not two
             data = bytes(view[HEADER_SIZE + ann_len : end])
@@ -222,12 +231,16 @@ class MessageReader:
         )
         if magic != MAGIC:
             raise ProtocolError("invalid data: bad magic number")
+        error: ProtocolError | None = None
         if msg_type not in MESSAGE_TYPES:
-            raise ProtocolError(f"invalid message type {msg_type}")
-        if data_len + ann_len > self._max:
-            raise MessageTooLargeError(
+            error = ProtocolError(f"invalid message type {msg_type}")
+        elif data_len + ann_len > self._max:
+            error = MessageTooLargeError(
                 f"message too large: {data_len + ann_len} bytes, limit {self._max}"
             )
+        if error is not None:
+            error.seq, error.serializer_id = seq, ser_id
+            raise error
         return msg_type, ser_id, flags, seq, data_len, ann_len, corr_id
 
 

@@ -220,3 +220,20 @@ def test_encode_rejects_bad_annotation_keys_and_correlation_ids() -> None:
         p.encode(p.Message(p.MSG_INVOKE, 1, 1, b"", annotations={"TOOLONG": b""}))
     with pytest.raises(ValueError, match="16 bytes"):
         p.encode(p.Message(p.MSG_INVOKE, 1, 1, b"", corr_id=b"short"))
+
+
+def test_errors_after_the_header_carry_the_frames_seq_and_serializer() -> None:
+    frame = p.encode(p.Message(p.MSG_INVOKE, 3, 1234, b"z" * 500), compress=True)
+    reader = p.MessageReader(LIMIT, allow_compressed=False)
+    reader.feed(frame)
+    with pytest.raises(ProtocolError) as info:
+        reader.next_message()
+    assert (info.value.seq, info.value.serializer_id) == (1234, 3)
+
+
+def test_oversize_error_carries_the_seq_too() -> None:
+    reader = p.MessageReader(LIMIT)
+    reader.feed(header(data_len=LIMIT + 1, seq=77))
+    with pytest.raises(MessageTooLargeError) as info:
+        reader.next_message()
+    assert info.value.seq == 77
