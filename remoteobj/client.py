@@ -25,6 +25,7 @@ import logging
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -292,6 +293,17 @@ def _open_socket(uri: URI, timeout: float | None, config: Config | None = None) 
     return sock
 
 
+def _timeval(seconds: float | None) -> bytes:
+    """A ``struct timeval`` for SO_RCVTIMEO/SO_SNDTIMEO (0 means no timeout)."""
+    if seconds is None:
+        return struct.pack("@ll", 0, 0)
+    whole = int(seconds)
+    micros = max(int((seconds - whole) * 1_000_000), 0)
+    if whole == 0 and micros == 0:
+        micros = 1  # zero would mean "block forever"
+    return struct.pack("@ll", whole, micros)
+
+
 class _Waiter:
     """One thread waiting for its reply on a shared connection."""
 
@@ -317,7 +329,8 @@ class _SyncConnection:
         self.reading = False
         self.broken: BaseException | None = None
         self.seq = 0
-        self.timeout: float | None = sock.gettimeout()
+        sock.settimeout(None)  # blocking; timeouts come from the kernel (see _settimeout)
+        self.timeout: float | None = None
         #: When a reply last arrived; an idle connection is checked before reuse.
         self.last_used = time.monotonic()
 
@@ -340,7 +353,9 @@ class _SyncConnection:
             self.pending.pop(seq, None)
 
     def _settimeout(self, timeout: float | None) -> None:
-        # settimeout() costs two fcntl calls; skip it while the value is within
+        # The socket stays in blocking mode and the kernel enforces the timeout
+        # (SO_RCVTIMEO/SO_SNDTIMEO): Python's own socket timeouts cost a poll()
+        # before every recv and send. Skip the setsockopt while the value is within
         # 10 ms of the one set (a deadline then overshoots by at most that).
         current = self.timeout
         if timeout is None or current is None:
@@ -348,7 +363,9 @@ class _SyncConnection:
                 return
         elif abs(timeout - current) < 0.01:
             return
-        self.sock.settimeout(timeout)
+        value = _timeval(timeout)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
         self.timeout = timeout
 
     def looks_dead(self) -> bool:
@@ -389,6 +406,9 @@ class _SyncConnection:
             try:
                 self._settimeout(timeout)
                 self.sock.sendall(data)
+            except (BlockingIOError, ssl.SSLWantWriteError) as exc:  # SO_SNDTIMEO expired
+                self.fail(exc)
+                raise TimeoutError("sending the request timed out") from exc
             except OSError as exc:
                 self.fail(exc)
                 raise ConnectionClosedError(f"sending failed: {exc}", sent=False) from exc
@@ -429,8 +449,8 @@ class _SyncConnection:
         self._settimeout(remaining)
         try:
             data = self.sock.recv(RECV_SIZE)
-        except builtins.TimeoutError:
-            raise
+        except (BlockingIOError, ssl.SSLWantReadError):  # SO_RCVTIMEO expired
+            raise builtins.TimeoutError from None
         except OSError as exc:
             self.fail(exc)
             return
