@@ -15,7 +15,7 @@ correlation id along on its own.
 from __future__ import annotations
 
 import uuid
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 __all__ = ["CallContext", "current_context"]
@@ -95,6 +95,11 @@ def current_context() -> CallContext:
         return ctx
 
 
-def set_context(ctx: CallContext) -> None:
-    """Make ``ctx`` the current context (used by the daemon around each call)."""
-    _context.set(ctx)
+def set_context(ctx: CallContext) -> Token[CallContext]:
+    """Make ``ctx`` the current context; give the token to :func:`reset_context` after."""
+    return _context.set(ctx)
+
+
+def reset_context(token: Token[CallContext]) -> None:
+    """Restore the context that was current before :func:`set_context`."""
+    _context.reset(token)

@@ -33,7 +33,7 @@ from . import protocol as p
 from .auth import AUTH_KEY, ServerAuth
 from .blob import unpack_blob_call
 from .config import Config
-from .context import CallContext, current_context, set_context
+from .context import CallContext, current_context, reset_context, set_context
 from .errors import (
     DaemonError,
     ProtocolError,
@@ -716,7 +716,7 @@ class Daemon:
 
     def run_sync(self, call: Call) -> bytes | None:
         """Run a synchronous call (in a worker thread); the reply frame, or ``None`` if oneway."""
-        set_context(call.ctx)
+        ctx_token = set_context(call.ctx)  # reset after: a worker must not keep it
         # While the call runs and its result is encoded, objects registered here
         # travel as proxies (results, and arguments of calls it makes).
         token = push_autoproxy(self._autoproxy_resolver)
@@ -732,11 +732,12 @@ class Daemon:
             return self._result(call, result)
         finally:
             reset_autoproxy(token)
+            reset_context(ctx_token)
             _forget_target(call)
 
     async def run_async(self, call: Call) -> bytes | None:
         """Run a coroutine method on the event loop; the reply frame, or ``None`` if oneway."""
-        set_context(call.ctx)
+        ctx_token = set_context(call.ctx)  # reset after: a worker must not keep it
         token = push_autoproxy(self._autoproxy_resolver)
         try:
             try:
@@ -746,6 +747,7 @@ class Daemon:
             return self._result(call, result)
         finally:
             reset_autoproxy(token)
+            reset_context(ctx_token)
             _forget_target(call)
 
     def _failed(self, call: Call, exc: Exception) -> bytes | None:
