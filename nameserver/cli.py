@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Persistent store contains {existing} existing registrations.")
         print(f"NS running on {daemon.location} ({hostip})")
         print(f"URI = {daemon.uri}", flush=True)
-        run_loop(_serve(daemon))
+        run_loop(lambda: _serve(daemon))  # run_loop takes the coroutine function
     finally:
         daemon.close()
     print("NS shut down.", flush=True)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import socket
 
+from remoteobj.auth import require_authenticated
 from remoteobj.config import Config
 from remoteobj.daemon import Daemon
 from remoteobj.uri import URI
@@ -34,7 +35,15 @@ MAX_SWEEP_INTERVAL = 1.0
 
 
 class NameServerDaemon(Daemon):
-    """The name server's daemon: serves ``Pyro.NameServer`` and keeps its table clean."""
+    """The name server's daemon: serves ``Pyro.NameServer`` and keeps its table clean.
+
+    With ``Config.auth_secret`` set, lookups stay open to everyone (Pyro5
+    clients included) while mutations (register, remove, set_metadata, renew)
+    need a connection that authenticated (:mod:`remoteobj.auth`).
+    """
+
+    #: Clients that do not authenticate are admitted: they may look names up.
+    require_auth = False
 
     def __init__(
         self,
@@ -59,7 +68,8 @@ class NameServerDaemon(Daemon):
             )
         store = open_storage(storage) if isinstance(storage, str) else storage
         try:
-            self.nameserver = NameServer(store, config=cfg)
+            guard = require_authenticated if cfg.auth_secret else None
+            self.nameserver = NameServer(store, config=cfg, authorize=guard)
             self.uri: URI = self.register(self.nameserver, NAMESERVER_NAME)
         except BaseException:
             store.close()
