@@ -28,6 +28,7 @@ import ssl
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -334,6 +335,33 @@ class _SyncConnection:
         #: When a reply last arrived; an idle connection is checked before reuse.
         self.last_used = time.monotonic()
 
+    def idle_for(self) -> float:
+        """Seconds since the last reply, or 0 while a call is in flight."""
+        with self.lock:
+            if self.pending or self.reading:
+                return 0.0
+        return time.monotonic() - self.last_used
+
+    def ping(self, timeout: float) -> None:
+        """Send a PING and wait for the pong; on silence mark the connection dead.
+
+        Runs beside the proxy's callers: the ping is one more request on the
+        shared connection, answered by seq like any call.
+        """
+        try:
+            seq, waiter = self.register()
+        except ConnectionClosedError:
+            return
+        frame = p.encode(p.Message(p.MSG_PING, PING_SERIALIZER_ID, seq, b"ping"))
+        try:
+            self.send(frame, timeout)
+            self.wait(seq, waiter, time.monotonic() + timeout)
+        except TimeoutError:
+            log.info("daemon did not answer a ping within %.1f s; closing the connection", timeout)
+            self.fail(TimeoutError(f"the daemon did not answer a ping within {timeout} s"))
+        except CommunicationError:
+            pass  # already marked dead by send/wait
+
     def register(self) -> tuple[int, _Waiter]:
         waiter = _Waiter()
         with self.lock:
@@ -510,6 +538,52 @@ class _SyncConnection:
 
     def close(self) -> None:
         self.fail(ConnectionAbortedError("proxy released"))
+
+
+class _Pinger:
+    """One background thread that pings idle proxy connections of this process.
+
+    Connections are held weakly: a released or forgotten proxy is simply dropped.
+    The thread starts with the first watched connection and idles on an Event.
+    """
+
+    def __init__(self) -> None:
+        self._conns: weakref.WeakKeyDictionary[_SyncConnection, tuple[float, float]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def watch(self, conn: _SyncConnection, interval: float, timeout: float) -> None:
+        with self._lock:
+            self._conns[conn] = (interval, timeout)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="remoteobj-pinger", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                watched = list(self._conns.items())
+                if not watched:
+                    self._thread = None  # the next watch() starts a new thread
+                    return
+            shortest = min(interval for _, (interval, _) in watched)
+            for conn, (interval, timeout) in watched:
+                if conn.broken is not None:
+                    with self._lock:
+                        self._conns.pop(conn, None)
+                elif conn.idle_for() >= interval:
+                    conn.ping(timeout)
+            del watched, conn  # hold no strong reference while sleeping
+            self._wake.wait(max(min(shortest / 4, 5.0), 0.05))
+
+
+_PINGER = _Pinger()
+PING_SERIALIZER_ID = 42  # Pyro5's dummy id: a ping's payload is never deserialized
 
 
 class _RemoteMethod:
@@ -692,6 +766,8 @@ class Proxy:
             conn = _SyncConnection(sock, core)
             object.__setattr__(self, "_core", core)
             object.__setattr__(self, "_conn", conn)
+            if self._config.ping_interval > 0:
+                _PINGER.watch(conn, self._config.ping_interval, self._config.ping_timeout)
             return conn
         finally:
             self._connect_lock.release()

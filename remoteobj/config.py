@@ -69,6 +69,11 @@ class Config:
     commtimeout: float = 30.0
     #: Deadline for connecting and the handshake.
     connect_timeout: float = 10.0
+    #: A proxy connection idle this long is pinged in the background (``0``: never),
+    #: and marked dead if the daemon does not answer within ``ping_timeout``: a
+    #: hung daemon (no FIN, e.g. SIGSTOP) is found before the next call is sent.
+    ping_interval: float = 30.0
+    ping_timeout: float = 10.0
     #: Handshake data sent by proxies (Pyro5's default is "hello").
     handshake: Any = "hello"
 
@@ -173,6 +178,7 @@ class Config:
             "frame_timeout",
             "ssl_handshake_timeout",
             "connect_timeout",
+            "ping_timeout",
             "write_timeout",
             "ns_lease",
             "ns_renew",
@@ -188,6 +194,7 @@ class Config:
             "iter_stream_linger",
             "shutdown_grace",
             "tcp_user_timeout",
+            "ping_interval",
         )
         for name in non_negative:
             if getattr(self, name) < 0:

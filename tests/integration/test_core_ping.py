@@ -1,0 +1,45 @@
+"""Idle proxy connections to a hung daemon are found dead by a background ping."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import remoteobj
+from tests.procs import always, free_port, start, wait_for
+
+
+def test_an_idle_connection_to_a_hung_daemon_is_marked_dead_and_recovers() -> None:
+    port = free_port()
+    proc = start(["python", "tests/integration/peers.py", "remoteobj", str(port)])
+    try:
+        uri = proc.wait_for_line(r"READY (\S+)", timeout=15).group(1)
+        cfg = remoteobj.Config(ping_interval=0.3, ping_timeout=0.5, commtimeout=5)
+        with remoteobj.Proxy(uri, config=cfg) as p:
+            assert p.add(1, 1) == 2
+            conn = p._conn
+            assert conn is not None
+            # Idle past the interval: pings go out and are answered; nothing changes.
+            always(lambda: conn.broken is None, 0.8, message="the live connection")
+            proc.send_signal(signal.SIGSTOP)
+            hung_at = time.monotonic()
+            # Dead within interval + timeout (+ the pinger's period), while nobody calls.
+            wait_for(lambda: conn.broken is not None, 3.0, message="the ping to notice")
+            assert time.monotonic() - hung_at < 0.3 + 0.5 + 0.5
+            proc.send_signal(signal.SIGCONT)
+            assert p.add(2, 2) == 4  # a fresh connection
+            assert p._conn is not conn
+    finally:
+        proc.kill()
+
+
+def test_pings_can_be_turned_off() -> None:
+    port = free_port()
+    proc = start(["python", "tests/integration/peers.py", "remoteobj", str(port)])
+    try:
+        uri = proc.wait_for_line(r"READY (\S+)", timeout=15).group(1)
+        with remoteobj.Proxy(uri, config=remoteobj.Config(ping_interval=0)) as p:
+            assert p.add(1, 1) == 2
+            assert p._conn not in remoteobj.client._PINGER._conns
+    finally:
+        proc.kill()
