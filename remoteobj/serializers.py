@@ -790,13 +790,35 @@ class Serializer:
     # SerializeError and SecurityError escapes, whatever a payload provokes
     # (a RecursionError in a converter, an OverflowError in float(), ...).
 
-    def _loads(self, data: bytes, limits: DecodeLimits) -> Any:
+    #: Whether this serializer's own class dicts (serpent's NaN) are rebuilt too.
+    _serpent_dicts: ClassVar[bool] = False
+
+    def _decode(self, data: bytes, limits: DecodeLimits) -> tuple[Any, bool]:
+        """Parse ``data`` into plain values, within ``limits``; also say whether
+        class dicts may be inside (then they are rebuilt by the allow-list)."""
         raise NotImplementedError
+
+    def _call_parts(
+        self, value: Any
+    ) -> tuple[str, str, tuple[Any, ...] | list[Any], dict[str, Any] | None]:
+        """Split a decoded INVOKE payload (a 4-tuple in all but json)."""
+        return _call_tuple(value)
+
+    def _loads(self, data: bytes, limits: DecodeLimits) -> Any:
+        value, has_class = self._decode(data, limits)
+        if has_class:
+            return _recreate(value, 1, limits.max_nesting, self._serpent_dicts)
+        return value
 
     def _loads_call(
         self, data: bytes, limits: DecodeLimits
     ) -> tuple[str, str, tuple[Any, ...] | list[Any], dict[str, Any] | None]:
-        raise NotImplementedError
+        value, has_class = self._decode(data, limits)
+        obj, method, args, kwargs = self._call_parts(value)
+        if has_class:
+            args = _recreate(args, 2, limits.max_nesting, self._serpent_dicts)
+            kwargs = _recreate(kwargs, 2, limits.max_nesting, self._serpent_dicts)
+        return obj, method, args, kwargs
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} id={self.serializer_id}>"
@@ -1296,6 +1318,7 @@ class SerpentSerializer(Serializer):
 
     name = "serpent"
     serializer_id = 1
+    _serpent_dicts = True
 
     def dumps(self, obj: Any) -> bytes:
         out = [_SERPENT_HEADER]
@@ -1370,22 +1393,6 @@ class SerpentSerializer(Serializer):
             ) from None
         _check_shape(value, limits)
         return value
-
-    def _loads(self, data: bytes, limits: DecodeLimits) -> Any:
-        value, has_class = self._decode(data, limits)
-        if has_class:
-            return _recreate(value, 1, limits.max_nesting, True)
-        return value
-
-    def _loads_call(
-        self, data: bytes, limits: DecodeLimits
-    ) -> tuple[str, str, tuple[Any, ...] | list[Any], dict[str, Any] | None]:
-        value, has_class = self._decode(data, limits)
-        obj, method, args, kwargs = _call_tuple(value)
-        if has_class:
-            args = _recreate(args, 2, limits.max_nesting, True)
-            kwargs = _recreate(kwargs, 2, limits.max_nesting, True)
-        return obj, method, args, kwargs
 
 
 # =============================================================================
@@ -1601,20 +1608,6 @@ class MarshalSerializer(Serializer):
         _check_shape(value, limits, _MARSHAL_PLAIN)
         return value, b"__class__" in data
 
-    def _loads(self, data: bytes, limits: DecodeLimits) -> Any:
-        value, has_class = self._decode(data, limits)
-        return _recreate(value, 1, limits.max_nesting, False) if has_class else value
-
-    def _loads_call(
-        self, data: bytes, limits: DecodeLimits
-    ) -> tuple[str, str, tuple[Any, ...] | list[Any], dict[str, Any] | None]:
-        value, has_class = self._decode(data, limits)
-        obj, method, args, kwargs = _call_tuple(value)
-        if has_class:
-            args = _recreate(args, 2, limits.max_nesting, False)
-            kwargs = _recreate(kwargs, 2, limits.max_nesting, False)
-        return obj, method, args, kwargs
-
 
 # =============================================================================
 # json
@@ -1719,14 +1712,10 @@ class JsonSerializer(Serializer):
             ) from None
         return value, b"__class__" in data
 
-    def _loads(self, data: bytes, limits: DecodeLimits) -> Any:
-        value, has_class = self._decode(data, limits)
-        return _recreate(value, 1, limits.max_nesting, False) if has_class else value
-
-    def _loads_call(
-        self, data: bytes, limits: DecodeLimits
+    def _call_parts(
+        self, value: Any
     ) -> tuple[str, str, tuple[Any, ...] | list[Any], dict[str, Any] | None]:
-        value, has_class = self._decode(data, limits)
+        # Pyro5's json calls are a dict, not a tuple.
         if type(value) is not dict:
             raise SerializeError("malformed call payload")
         try:
@@ -1734,11 +1723,7 @@ class JsonSerializer(Serializer):
             args, kwargs = value["params"], value["kwargs"]
         except KeyError as err:
             raise SerializeError(f"malformed call payload: no {err}") from None
-        obj, method, args, kwargs = _checked_call(obj, method, args, kwargs)
-        if has_class:
-            args = _recreate(args, 2, limits.max_nesting, False)
-            kwargs = _recreate(kwargs, 2, limits.max_nesting, False)
-        return obj, method, args, kwargs
+        return _checked_call(obj, method, args, kwargs)
 
 
 # =============================================================================
@@ -1880,20 +1865,6 @@ class MsgpackSerializer(Serializer):
         if size > max_nesting and not has_class:
             _check_shape(value, limits._replace(max_elements=size))  # depth only
         return value, has_class
-
-    def _loads(self, data: bytes, limits: DecodeLimits) -> Any:
-        value, has_class = self._decode(data, limits)
-        return _recreate(value, 1, limits.max_nesting, False) if has_class else value
-
-    def _loads_call(
-        self, data: bytes, limits: DecodeLimits
-    ) -> tuple[str, str, tuple[Any, ...] | list[Any], dict[str, Any] | None]:
-        value, has_class = self._decode(data, limits)
-        obj, method, args, kwargs = _call_tuple(value)
-        if has_class:
-            args = _recreate(args, 2, limits.max_nesting, False)
-            kwargs = _recreate(kwargs, 2, limits.max_nesting, False)
-        return obj, method, args, kwargs
 
 
 # =============================================================================

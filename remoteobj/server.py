@@ -455,19 +455,23 @@ class Server:
                     self._protocol_error(conn, exc)
                     return
         if msgs is None:
-            if conn.backlog and not conn.closed:
-                # The client sent requests and closed (oneway calls, say): serve what
-                # is buffered, then close (_apply_limits).
-                conn.eof = True
-                if conn.loop_reading:
-                    self._loop.remove_reader(conn.fd)
-                    conn.loop_reading = False
-                return
-            self._close(conn)
+            self._end_of_input(conn)
             return
         for msg in msgs:
             self._dispatch(conn, msg)
         self._apply_limits(conn)
+
+    def _end_of_input(self, conn: Connection) -> None:
+        """The client closed its side. If it sent requests first (oneway calls, say),
+        serve what is buffered, then close (_apply_limits); else close now. Loop only."""
+        assert self._loop is not None
+        if conn.backlog and not conn.closed:
+            conn.eof = True
+            if conn.loop_reading:
+                self._loop.remove_reader(conn.fd)
+                conn.loop_reading = False
+            return
+        self._close(conn)
 
     def _parse(self, conn: Connection, data: bytes) -> list[p.Message]:
         """Feed bytes and take every complete message; counts them in flight. Holds conn.lock."""
@@ -1032,13 +1036,7 @@ class Server:
                     self._protocol_error(conn, exc)
                     return
         if eof and not msgs:
-            if conn.backlog and not conn.closed:
-                conn.eof = True  # serve what is buffered, then close (_apply_limits)
-                if conn.loop_reading:
-                    self._loop.remove_reader(conn.fd)
-                    conn.loop_reading = False
-                return
-            self._close(conn)
+            self._end_of_input(conn)
             return
         for msg in msgs:
             self._dispatch(conn, msg)
