@@ -59,6 +59,10 @@ ONEWAY_DROPS_CLOSE = 100
 #: wake-up competes with the workers for the GIL: at 2 ms it cost sequential callers
 #: ~10 % (measured with bench/profile_hot.py), at 10 ms it is noise.
 STEAL_AFTER = 0.010
+#: Connections workers may keep at once. Past a few, threads waiting in poll()
+#: thrash the GIL (as Pyro5's thread per connection does); the loop's epoll then
+#: multiplexes the other busy connections onto a queue that never goes idle.
+MAX_KEPT = 4
 LOOP, WORKER = 0, 1
 NO_BACKLOG, BACKLOG, BACKLOG_TAKING = 0, 1, 2
 READING, EXECUTING = 0, 1
@@ -736,6 +740,7 @@ class Server:
                 and not conn.reader.in_frame
                 and not conn.out
                 and self._pool.has_spare()
+                and (conn in self._kept or len(self._kept) < MAX_KEPT)
             )
             if keep:
                 conn.owner = WORKER
