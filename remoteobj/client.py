@@ -60,7 +60,7 @@ __all__ = ["AsyncProxy", "CallCore", "Proxy", "RemoteMeta"]
 
 log = logging.getLogger(__name__)
 
-RECV_SIZE = 256 * 1024
+RECV_SIZE = 64 * 1024  # asyncio reads (StreamReader.read allocates only what is there)
 #: A connection idle this long is checked for a dead peer before a call is sent on it.
 IDLE_CHECK_AFTER = 0.05
 
@@ -476,7 +476,7 @@ class _SyncConnection:
             raise builtins.TimeoutError
         self._settimeout(remaining)
         try:
-            data = self.sock.recv(RECV_SIZE)
+            data = self.sock.recv(self.reader.recv_size())
         except (BlockingIOError, ssl.SSLWantReadError):  # SO_RCVTIMEO expired
             raise builtins.TimeoutError from None
         except OSError as exc:
@@ -749,7 +749,7 @@ class Proxy:
                     sock.sendall(frame)
                     while (msg := reader.next_message()) is None:
                         sock.settimeout(max(connect_deadline - time.monotonic(), 0.001))
-                        data = sock.recv(RECV_SIZE)
+                        data = sock.recv(reader.recv_size())
                         if not data:
                             raise ConnectionClosedError("connection closed during the handshake")
                         reader.feed(data)

@@ -50,7 +50,6 @@ __all__ = ["Server", "listen", "run_loop"]
 
 log = logging.getLogger(__name__)
 
-RECV_SIZE = 256 * 1024
 ACCEPTS_PER_WAKEUP = 64
 #: A connection whose oneway calls were dropped this many times (queue full) is closed.
 ONEWAY_DROPS_CLOSE = 100
@@ -445,7 +444,7 @@ class Server:
                 conn.loop_reading = False
                 return
             try:
-                data = conn.sock.recv(RECV_SIZE)
+                data = conn.sock.recv(conn.reader.recv_size())
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -794,7 +793,7 @@ class Server:
                     self._release(conn)
                     return None
                 try:
-                    data = conn.sock.recv(RECV_SIZE)
+                    data = conn.sock.recv(conn.reader.recv_size())
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError:
@@ -1022,7 +1021,7 @@ class Server:
                 return
             try:
                 while len(chunks) < 16:  # a bounded amount per wake-up: others' turn
-                    data = sock.recv(RECV_SIZE)
+                    data = sock.recv(conn.reader.recv_size())
                     if not data:
                         eof = True
                         break

@@ -237,3 +237,17 @@ def test_oversize_error_carries_the_seq_too() -> None:
     with pytest.raises(MessageTooLargeError) as info:
         reader.next_message()
     assert info.value.seq == 77
+
+
+def test_recv_size_asks_for_the_rest_of_a_big_frame_but_not_more_than_a_mib() -> None:
+    reader = p.MessageReader(8 * 1024 * 1024)
+    assert reader.recv_size() == p.SMALL_READ
+    frame = p.encode(p.Message(p.MSG_RESULT, 1, 1, b"x" * 300_000))
+    reader.feed(frame[:1000])
+    assert reader.next_message() is None
+    assert reader.recv_size() == len(frame) - 1000
+    big = p.encode(p.Message(p.MSG_RESULT, 1, 1, b"x" * 3_000_000))
+    reader = p.MessageReader(8 * 1024 * 1024)
+    reader.feed(big[:100])
+    assert reader.next_message() is None
+    assert reader.recv_size() == p.LARGE_READ
