@@ -1790,11 +1790,14 @@ def _msgpack_ext(code: int, data: bytes) -> Any:
 class _ElementBudget:
     """Counts container items as msgpack completes them; over budget aborts the unpacking."""
 
-    __slots__ = ("left", "limit")
+    __slots__ = ("has_class", "left", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.left = limit
+        #: Whether a map with a ``__class__`` key was seen (cheaper here than
+        #: searching a large payload for the marker: ~3 GB/s, 300 us per MiB).
+        self.has_class = False
 
     def list_hook(self, value: list[Any]) -> list[Any]:
         self.left -= len(value) + 1
@@ -1806,6 +1809,8 @@ class _ElementBudget:
         self.left -= 2 * len(value) + 1
         if self.left < 0:
             raise _too_many(self.limit)
+        if "__class__" in value:
+            self.has_class = True
         return value
 
 
@@ -1836,9 +1841,9 @@ class MsgpackSerializer(Serializer):
             data = _as_bytes(data)
         size = len(data)
         max_elements, max_nesting = limits
+        budget = _ElementBudget(max_elements)
         try:
             if size > max_elements:
-                budget = _ElementBudget(max_elements)
                 value = _msgpack.unpackb(
                     data,
                     raw=False,
@@ -1861,7 +1866,7 @@ class MsgpackSerializer(Serializer):
             raise SerializeError(
                 f"invalid msgpack data: {type(err).__name__}: {_short(err)}"
             ) from None
-        has_class = b"__class__" in data
+        has_class = budget.has_class if size > max_elements else b"__class__" in data
         if size > max_nesting and not has_class:
             _check_shape(value, limits._replace(max_elements=size))  # depth only
         return value, has_class
