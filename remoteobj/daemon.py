@@ -723,9 +723,7 @@ class Daemon:
         try:
             try:
                 result = (
-                    call.func(*call.args, **call.kwargs)
-                    if call.batch is None
-                    else _run_batch(call)
+                    call.func(*call.args, **call.kwargs) if call.batch is None else _run_batch(call)
                 )
             except Exception as exc:
                 return self._failed(call, exc)
