@@ -412,6 +412,11 @@ def _class_to_dict(obj: Any) -> dict[str, Any]:
         if isinstance(state, dict):
             # Pyro5 sends a __getstate__ dict as is, without a "__class__" key.
             return state
+    return _instance_state(obj)
+
+
+def _instance_state(obj: Any) -> dict[str, Any]:
+    """``vars(obj)`` (or its ``__slots__`` values) plus the ``__class__`` key, as serpent does."""
     try:
         value = dict(vars(obj))
     except TypeError:
@@ -1103,17 +1108,7 @@ def _s_default_class(obj: Any, out: list[str], level: int) -> None:
             _s_dict(value, out, level)
             return
     else:
-        try:
-            value = dict(vars(obj))
-        except TypeError:
-            slots = getattr(obj, "__slots__", None)
-            if slots is None:
-                raise SerializeError(
-                    f"don't know how to serialize class {type(obj)}. "
-                    "Give it vars() or an appropriate __getstate__"
-                ) from None
-            value = {slot: getattr(obj, slot) for slot in slots}
-        value["__class__"] = _class_name(obj)
+        value = _instance_state(obj)
     _s_value(value, out, level)
 
 
