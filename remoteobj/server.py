@@ -699,9 +699,15 @@ class Server:
 
     # --- workers ----------------------------------------------------------------------
 
-    def _prepare_and_run(self, conn: Connection, msg: p.Message) -> None:
+    def _prepare(self, conn: Connection, msg: p.Message) -> Call | bytes | None:
+        """Decode a request in a worker; big ones at most ``max_concurrent_decodes`` at a time."""
+        if len(msg.data) <= self.config.large_payload:
+            return self.daemon.prepare(conn.session, msg)
         with self._decodes:  # bound the memory and CPU of big decodes
-            call = self.daemon.prepare(conn.session, msg)
+            return self.daemon.prepare(conn.session, msg)
+
+    def _prepare_and_run(self, conn: Connection, msg: p.Message) -> None:
+        call = self._prepare(conn, msg)
         if isinstance(call, Call) and not call.oneway and not call.is_coroutine:
             self._run_in_worker(conn, call)
         else:
@@ -826,8 +832,7 @@ class Server:
                     return None
                 conn.phase = EXECUTING
                 conn.exec_started = time.monotonic()
-            msg = msgs[0]
-            call = self.daemon.prepare(conn.session, msg)
+            call = self._prepare(conn, msgs[0])
             if isinstance(call, Call) and not call.is_coroutine and not call.oneway:
                 return call
             with conn.lock:
