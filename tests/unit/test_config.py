@@ -79,3 +79,12 @@ def test_replace_validates_too() -> None:
     assert Config().replace(workers=2).workers == 2
     with pytest.raises(ValueError):
         Config().replace(workers=-1)
+
+
+def test_default_follows_the_environment_as_it_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REMOTEOBJ_COMMTIMEOUT", "7")
+    assert Config.default().commtimeout == 7
+    monkeypatch.setenv("REMOTEOBJ_COMMTIMEOUT", "8")
+    assert Config.default().commtimeout == 8
+    monkeypatch.delenv("REMOTEOBJ_COMMTIMEOUT")
+    assert Config.default() == Config()
