@@ -36,6 +36,7 @@ import select
 import socket
 import ssl
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -273,6 +274,14 @@ class Server:
         self.daemon = daemon
         self.config = cfg = daemon.config
         self._lsock = sock
+        # Linux copies TCP_NODELAY, keepalive and TCP_USER_TIMEOUT from the listening
+        # socket to each accepted one: set them once instead of six calls per accept.
+        self._tcp_options_inherited = sys.platform == "linux" and sock.family in (
+            socket.AF_INET,
+            socket.AF_INET6,
+        )
+        if self._tcp_options_inherited:
+            _tune_tcp(sock, cfg.keepalive, cfg.tcp_user_timeout)
         self._conns: dict[int, Connection] = {}
         self._pool = WorkerPool(cfg.workers, "remoteobj-worker")
         self._oneway_pool = WorkerPool(cfg.oneway_workers, "remoteobj-oneway")
@@ -405,7 +414,7 @@ class Server:
     def _setup(self, sock: socket.socket, addr: Any) -> None:
         assert self._loop is not None
         sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not self._tcp_options_inherited:
             _tune_tcp(sock, self.config.keepalive, self.config.tcp_user_timeout)
         reader = p.MessageReader(
             self.config.max_message_size, allow_compressed=self.config.compression

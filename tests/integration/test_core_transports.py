@@ -172,3 +172,25 @@ def test_a_client_that_speaks_http_gets_refused_and_the_daemon_serves_on(
         assert s.recv(4096) == b""  # then the daemon closes
     with remoteobj.Proxy(uri) as p:
         assert p.echo(3) == 3
+
+
+def test_accepted_connections_get_nodelay_keepalive_and_user_timeout() -> None:
+    cfg = remoteobj.Config(keepalive=(61, 11, 4), tcp_user_timeout=12.5)
+    daemon = remoteobj.Daemon("127.0.0.1", 0, config=cfg)
+    uri = daemon.register(Echo(), "echo")
+    thread = serve_in_thread(daemon)
+    try:
+        with remoteobj.Proxy(uri) as p:
+            assert p.echo(1) == 1
+            assert daemon._server is not None
+            (conn,) = daemon._server._conns.values()
+            tcp = socket.IPPROTO_TCP
+            assert conn.sock.getsockopt(tcp, socket.TCP_NODELAY)
+            assert conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+            got = [conn.sock.getsockopt(tcp, o) for o in
+                   (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)]  # fmt: skip
+            assert got == [61, 11, 4]
+            assert conn.sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT) == 12500
+    finally:
+        daemon.close()
+        thread.join(5)
