@@ -415,7 +415,7 @@ class Daemon:
 
         with self._lock:  # uri_for() and serve() may race from two threads
             if self._sock is None:
-                self._sock = listen(self._host, self._port, self._unixsocket)
+                self._sock = listen(self._host, self._port, self._unixsocket, self.config)
 
     @property
     def sock(self) -> socket.socket:

@@ -43,6 +43,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
 from . import protocol as p
+from .config import Config
 from .daemon import Call, Daemon, Session
 from .errors import ProtocolError
 from .tls import server_context
@@ -68,8 +69,20 @@ NO_BACKLOG, BACKLOG, BACKLOG_TAKING = 0, 1, 2
 READING, EXECUTING = 0, 1
 
 
-def listen(host: str, port: int, unixsocket: str | None = None) -> socket.socket:
-    """A non-blocking listening socket on ``host:port`` (IPv4 or IPv6) or a Unix socket."""
+#: Linux copies TCP_NODELAY, keepalive and TCP_USER_TIMEOUT from a listening socket
+#: to the connections it accepts, at SYN time: listen() sets them before listening.
+TCP_OPTIONS_INHERITED = sys.platform == "linux"
+
+
+def listen(
+    host: str, port: int, unixsocket: str | None = None, config: Config | None = None
+) -> socket.socket:
+    """A non-blocking listening socket on ``host:port`` (IPv4 or IPv6) or a Unix socket.
+
+    With ``config``, on Linux, the TCP options accepted connections need are set
+    here, before ``listen()``: a connection the kernel accepts earlier would
+    not get them.
+    """
     if unixsocket is not None:
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.stat(unixsocket).st_mode):
@@ -83,6 +96,9 @@ def listen(host: str, port: int, unixsocket: str | None = None) -> socket.socket
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
+        if TCP_OPTIONS_INHERITED:
+            cfg = config if config is not None else Config.default()
+            _tune_tcp(sock, cfg.keepalive, cfg.tcp_user_timeout)
     sock.listen(1024)
     sock.setblocking(False)
     return sock
@@ -274,14 +290,9 @@ class Server:
         self.daemon = daemon
         self.config = cfg = daemon.config
         self._lsock = sock
-        # Linux copies TCP_NODELAY, keepalive and TCP_USER_TIMEOUT from the listening
-        # socket to each accepted one: set them once instead of six calls per accept.
-        self._tcp_options_inherited = sys.platform == "linux" and sock.family in (
-            socket.AF_INET,
-            socket.AF_INET6,
-        )
-        if self._tcp_options_inherited:
-            _tune_tcp(sock, cfg.keepalive, cfg.tcp_user_timeout)
+        # listen() already set them on the listening socket, and Linux copies them
+        # to every connection it accepts (six setsockopt calls fewer per accept).
+        self._tcp_options_inherited = TCP_OPTIONS_INHERITED
         self._conns: dict[int, Connection] = {}
         self._pool = WorkerPool(cfg.workers, "remoteobj-worker")
         self._oneway_pool = WorkerPool(cfg.oneway_workers, "remoteobj-oneway")

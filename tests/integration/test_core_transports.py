@@ -12,6 +12,7 @@ import pytest
 
 import remoteobj
 from remoteobj.errors import CommunicationError, DaemonError
+from tests.procs import wait_for
 
 
 @remoteobj.expose
@@ -178,19 +179,24 @@ def test_accepted_connections_get_nodelay_keepalive_and_user_timeout() -> None:
     cfg = remoteobj.Config(keepalive=(61, 11, 4), tcp_user_timeout=12.5)
     daemon = remoteobj.Daemon("127.0.0.1", 0, config=cfg)
     uri = daemon.register(Echo(), "echo")
+    # Connected before the daemon serves: the kernel accepts it into the backlog
+    # at once, so the options must already be on the listening socket.
+    early = socket.create_connection(daemon.sock.getsockname()[:2])
     thread = serve_in_thread(daemon)
     try:
         with remoteobj.Proxy(uri) as p:
             assert p.echo(1) == 1
             assert daemon._server is not None
-            (conn,) = daemon._server._conns.values()
+            conns = wait_for(lambda: len(daemon._server._conns) == 2 and daemon._server._conns, 5)
             tcp = socket.IPPROTO_TCP
-            assert conn.sock.getsockopt(tcp, socket.TCP_NODELAY)
-            assert conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
-            got = [conn.sock.getsockopt(tcp, o) for o in
-                   (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)]  # fmt: skip
-            assert got == [61, 11, 4]
-            assert conn.sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT) == 12500
+            for conn in conns.values():
+                assert conn.sock.getsockopt(tcp, socket.TCP_NODELAY)
+                assert conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+                got = [conn.sock.getsockopt(tcp, o) for o in
+                       (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)]  # fmt: skip
+                assert got == [61, 11, 4]
+                assert conn.sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT) == 12500
     finally:
+        early.close()
         daemon.close()
         thread.join(5)
