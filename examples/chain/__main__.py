@@ -33,6 +33,17 @@ REPO = HERE.parent.parent
 LOOPBACK = "127.0.0.1"
 #: (THIS, NEXT) of each server: 1 -> 2 -> 3 -> 1.
 TOPOLOGY = (("1", "2"), ("2", "3"), ("3", "1"))
+_output = threading.Lock()
+
+
+def say(text: str) -> None:
+    """Print one whole line; the echo threads and the main thread print at once,
+    and print() writes the text and the newline separately."""
+    with _output:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
 #: What ``remoteobj.serve`` prints once the names are registered.
 READY_LINE = "remoteobj daemon running."
 START_TIMEOUT = 30.0
@@ -61,7 +72,7 @@ class Server:
         assert self.popen.stdout is not None
         with self.popen.stdout:
             for line in self.popen.stdout:
-                print(f"[{self.label}] {line.rstrip()}", flush=True)
+                say(f"[{self.label}] {line.rstrip()}")
                 with self._seen:
                     self.lines.append(line.strip())
                     self._seen.notify_all()
@@ -97,7 +108,7 @@ class Server:
         try:
             code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            print(f"{self.label} did not stop within {timeout:.0f} s: killing it", flush=True)
+            say(f"{self.label} did not stop within {timeout:.0f} s: killing it")
             self.popen.kill()
             self.popen.wait()
             code = -signal.SIGKILL
@@ -127,9 +138,9 @@ def run_chain(env: Mapping[str, str], servers: list[Server]) -> bool:
     deadline = time.monotonic() + START_TIMEOUT
     for server in servers:
         if not server.wait_for_line(READY_LINE, deadline):
-            print(f"{server.label} did not come up (see its output above)", flush=True)
+            say(f"{server.label} did not come up (see its output above)")
             return False
-    print("All three servers are registered; running the client:", flush=True)
+    say("All three servers are registered; running the client:")
     client = subprocess.run(  # noqa: S603 - our interpreter, our script
         [sys.executable, str(HERE / "client.py")], env=dict(env), cwd=REPO,
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CALL_TIMEOUT,
@@ -165,17 +176,17 @@ def main() -> int:
     ns = NameServerDaemon(LOOPBACK, 0, config=config)
     ns_thread = threading.Thread(target=ns.request_loop, name="nameserver")
     ns_thread.start()
-    print(f"Name server running: {ns.uri}", flush=True)
+    say(f"Name server running: {ns.uri}")
     servers: list[Server] = []
     ok = False
     try:
         ok = run_chain(child_env(int(ns.sock.getsockname()[1])), servers)
     except KeyboardInterrupt:
-        print("Interrupted.", flush=True)
+        say("Interrupted.")
     except subprocess.TimeoutExpired:
-        print(f"The client took longer than {CALL_TIMEOUT:.0f} s.", flush=True)
+        say(f"The client took longer than {CALL_TIMEOUT:.0f} s.")
     finally:
-        print("Stopping the servers...", flush=True)
+        say("Stopping the servers...")
         # Ctrl-C in a terminal reached the servers too (one process group): let them
         # stop by themselves rather than interrupt them again while they clean up.
         by_themselves = signal.SIGINT in received
@@ -189,12 +200,12 @@ def main() -> int:
         ns_thread.join()
         ns.close()
     if left:
-        print(f"Names left in the name server: {', '.join(left)}", flush=True)
+        say(f"Names left in the name server: {', '.join(left)}")
     if received:
-        print("Demo interrupted.", flush=True)
+        say("Demo interrupted.")
         return 130
     clean = all(code == 0 for code in codes) and not left
-    print("Demo finished." if ok and clean else "Demo FAILED.", flush=True)
+    say("Demo finished." if ok and clean else "Demo FAILED.")
     return 0 if ok and clean else 1
 
 
