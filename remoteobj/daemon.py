@@ -714,13 +714,24 @@ class Daemon:
                 reg.single = make()
             return reg.single
 
-    def run_sync(self, call: Call) -> bytes | None:
-        """Run a synchronous call (in a worker thread); the reply frame, or ``None`` if oneway."""
-        ctx_token = set_context(call.ctx)  # reset after: a worker must not keep it
-        # While the call runs and its result is encoded, objects registered here
-        # travel as proxies (results, and arguments of calls it makes).
+    @contextlib.contextmanager
+    def _running(self, call: Call) -> Iterator[None]:
+        """Around a call: its context is current and, while it runs and its result
+        is encoded, objects registered here travel as proxies (results, and
+        arguments of calls it makes). Everything is reset after: a worker thread
+        must not keep the last call's context or target."""
+        ctx_token = set_context(call.ctx)
         token = push_autoproxy(self._autoproxy_resolver)
         try:
+            yield
+        finally:
+            reset_autoproxy(token)
+            reset_context(ctx_token)
+            _forget_target(call)
+
+    def run_sync(self, call: Call) -> bytes | None:
+        """Run a synchronous call (in a worker thread); the reply frame, or ``None`` if oneway."""
+        with self._running(call):
             try:
                 result = (
                     call.func(*call.args, **call.kwargs) if call.batch is None else _run_batch(call)
@@ -728,25 +739,15 @@ class Daemon:
             except Exception as exc:
                 return self._failed(call, exc)
             return self._result(call, result)
-        finally:
-            reset_autoproxy(token)
-            reset_context(ctx_token)
-            _forget_target(call)
 
     async def run_async(self, call: Call) -> bytes | None:
         """Run a coroutine method on the event loop; the reply frame, or ``None`` if oneway."""
-        ctx_token = set_context(call.ctx)  # reset after: a worker must not keep it
-        token = push_autoproxy(self._autoproxy_resolver)
-        try:
+        with self._running(call):
             try:
                 result = await call.func(*call.args, **call.kwargs)
             except Exception as exc:
                 return self._failed(call, exc)
             return self._result(call, result)
-        finally:
-            reset_autoproxy(token)
-            reset_context(ctx_token)
-            _forget_target(call)
 
     def _failed(self, call: Call, exc: Exception) -> bytes | None:
         if getattr(call.func, "_pyroCallback", False):
