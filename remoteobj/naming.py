@@ -158,13 +158,13 @@ def locate_ns(
 
     With ``host`` (a hostname, an address, or ``./u:/path`` for a Unix
     socket) it connects there. Without, it tries ``config.ns_host:ns_port``
-    (``Config.from_env()`` when no config is given, so
+    (``Config.default()``, the environment, when no config is given, so
     ``REMOTEOBJ_NS_HOST``/``REMOTEOBJ_NS_PORT`` apply), then a ``GET_NSURI``
     broadcast to ``broadcast_addrs`` (Pyro5's ``<broadcast>`` and ``0.0.0.0``
     by default) on ``ns_bcport``, then ``localhost:9090``. Raises
     :class:`NamingError` ("Failed to locate the nameserver") when all fail.
     """
-    cfg = config if config is not None else Config.from_env()
+    cfg = config if config is not None else Config.default()
     last: Exception | None = None
     for step in _plan(host, port, cfg, broadcast, broadcast_addrs):
         if isinstance(step, _Broadcast):
@@ -381,7 +381,7 @@ def resolve(uri: URI | str, config: Config | None = None) -> URI:
     uri = _check_magic(uri)
     if uri.protocol == "PYRO":
         return uri
-    cfg = config if config is not None else Config.from_env()
+    cfg = config if config is not None else Config.default()
     return _pick(uri, _proxies.call(uri, cfg, _ask(uri)))
 
 
@@ -390,7 +390,7 @@ async def resolve_async(uri: URI | str, config: Config | None = None) -> URI:
     uri = _check_magic(uri)
     if uri.protocol == "PYRO":
         return uri
-    cfg = config if config is not None else Config.from_env()
+    cfg = config if config is not None else Config.default()
     return _pick(uri, await _proxies.call_async(uri, cfg, _ask(uri)))
 
 
@@ -426,7 +426,7 @@ class LeaseKeeper:
     def __init__(self, ns: URI | str | Proxy | None = None, config: Config | None = None) -> None:
         """Keep names in the name server ``ns``: a proxy (used as it is, and left
         open by :meth:`stop`), its URI, or ``None`` to locate one with ``config``."""
-        self.config = config if config is not None else Config.from_env()
+        self.config = config if config is not None else Config.default()
         self._target: URI | None = None
         self._proxy: Any = None
         self._own_proxy = True
