@@ -74,6 +74,9 @@ SMALL_READ = 64 * 1024
 #: Largest read, for the body of a big frame.
 LARGE_READ = 1024 * 1024
 
+#: Compressed payloads are measured through a window of this size before inflating.
+_INFLATE_WINDOW = 64 * 1024
+
 #: Pyro5 only compresses payloads longer than this.
 COMPRESS_THRESHOLD = 100
 
@@ -285,15 +288,26 @@ def _parse_annotations(buf: bytearray, start: int, length: int) -> dict[str, byt
 
 
 def _bounded_decompress(data: bytes, limit: int) -> bytes:
-    # Never let a small compressed frame expand past the size limit (zip bomb):
-    # ask zlib for at most limit+1 bytes and refuse if it had more to give.
-    inflater = zlib.decompressobj()
+    """Inflate ``data`` if it stays within ``limit`` bytes; refuse it otherwise.
+
+    A small frame can inflate to gigabytes (a zip bomb), and even asking zlib
+    for at most ``limit + 1`` bytes holds about twice the limit while it joins
+    its output blocks. So the size is measured first through a 64 KiB window,
+    keeping nothing; only data known to fit is inflated for real.
+    """
+    probe = zlib.decompressobj()
+    total = 0
+    pending = data
     try:
-        out = inflater.decompress(data, limit + 1)
+        while True:
+            total += len(out := probe.decompress(pending, _INFLATE_WINDOW))
+            if total > limit:
+                raise MessageTooLargeError(f"message too large after decompression: limit {limit}")
+            pending = probe.unconsumed_tail
+            if not pending and len(out) < _INFLATE_WINDOW:
+                break
+        if not probe.eof:
+            raise ProtocolError("invalid compressed data: truncated stream")
+        return zlib.decompress(data)
     except zlib.error as exc:
         raise ProtocolError(f"invalid compressed data: {exc}") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise MessageTooLargeError(f"message too large after decompression: limit {limit}")
-    if not inflater.eof:
-        raise ProtocolError("invalid compressed data: truncated stream")
-    return out
