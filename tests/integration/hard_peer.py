@@ -148,6 +148,23 @@ def start_peer(
     return proc, uri, port
 
 
+def seconds_until_closed(socks: list[tuple[socket.socket, float]], limit: float) -> list[float]:
+    """For each ``(socket, opened_at)``: read until the server closes it (or ``limit``
+    seconds after it was opened, whichever is first); how long after opening that was.
+    Closes the sockets."""
+    closed_after = []
+    for sock, opened in socks:
+        sock.settimeout(max(0.05, opened + limit - time.monotonic()))
+        try:
+            while sock.recv(4096):
+                pass
+        except (ConnectionResetError, TimeoutError):
+            pass
+        closed_after.append(time.monotonic() - opened)
+        sock.close()
+    return closed_after
+
+
 def proc_status(pid: int) -> dict[str, int]:
     """VmHWM/VmRSS (KiB), Threads and open FDs of a process, from /proc."""
     out: dict[str, int] = {}

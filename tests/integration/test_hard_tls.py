@@ -19,7 +19,13 @@ import trustme
 import remoteobj
 from remoteobj import Config
 from remoteobj.errors import CommunicationError
-from tests.integration.hard_peer import Canary, proc_status, soak_scale, start_peer
+from tests.integration.hard_peer import (
+    Canary,
+    proc_status,
+    seconds_until_closed,
+    soak_scale,
+    start_peer,
+)
 from tests.procs import Proc
 
 HANDSHAKE_TIMEOUT = 1.0
@@ -197,16 +203,7 @@ def silent_tls(pki: Pki, silent: int, partial: int) -> None:
                 if i >= silent:
                     sock.sendall(bytes.fromhex("1603010200010001fc0303"))  # half a ClientHello
                 socks.append((sock, time.monotonic()))
-            closed_after = []
-            for sock, opened in socks:
-                sock.settimeout(max(0.05, opened + HANDSHAKE_TIMEOUT + 2 - time.monotonic()))
-                try:
-                    while sock.recv(4096):
-                        pass
-                except (ConnectionResetError, TimeoutError):
-                    pass
-                closed_after.append(time.monotonic() - opened)
-                sock.close()
+            closed_after = seconds_until_closed(socks, HANDSHAKE_TIMEOUT + 2)
             time.sleep(0.2)
             after = proc_status(proc.pid)
         print(

@@ -25,7 +25,14 @@ import pytest
 
 from remoteobj import protocol as p
 from remoteobj.serializers import get_serializer
-from tests.integration.hard_peer import Canary, RawConn, proc_status, soak_scale, start_peer
+from tests.integration.hard_peer import (
+    Canary,
+    RawConn,
+    proc_status,
+    seconds_until_closed,
+    soak_scale,
+    start_peer,
+)
 from tests.procs import Proc, wait_for
 
 MiB = 1024 * 1024
@@ -497,16 +504,7 @@ def slowloris(idle: int, partial: int) -> None:
                     sock.sendall(frame(p.MSG_CONNECT, connect_data())[:10])  # 10 of 40 bytes
                 socks.append((sock, time.monotonic()))
             peak = proc_status(proc.pid)
-            closed_after = []
-            for sock, opened in socks:
-                sock.settimeout(max(0.05, opened + DEADLINE + SWEEP_SLACK + 1 - time.monotonic()))
-                try:
-                    while sock.recv(4096):
-                        pass
-                except (ConnectionResetError, TimeoutError):
-                    pass
-                closed_after.append(time.monotonic() - opened)
-                sock.close()
+            closed_after = seconds_until_closed(socks, DEADLINE + SWEEP_SLACK + 1)
             wait_for(
                 lambda: proc_status(proc.pid)["fds"] <= base["fds"] + 1,
                 5,
