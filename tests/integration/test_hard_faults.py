@@ -13,7 +13,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from json import loads as json_loads
 from pathlib import Path
 from typing import Any
@@ -289,69 +289,65 @@ def test_hung_server_calls_fail_at_their_timeout_and_recover_after() -> None:
         proc.kill()
 
 
-def test_blackholed_network_calls_fail_at_their_timeout() -> None:
+@pytest.fixture
+def toxic() -> Iterator[tuple[ToxiProxy, str]]:
+    """A fresh peer behind a fault-injecting proxy: (the proxy's toxics, the URI through it)."""
     proc, uri, port = start_peer()
     try:
         with ToxiProxy(("127.0.0.1", port)) as toxi:
-            via = uri.replace(f":{port}", f":{toxi.port}")
-            with remoteobj.Proxy(via) as proxy:
-                assert proxy.echo(1) == 1
-                hole = toxi.add("timeout", timeout=0)
-                results = timed_failures(via, 6, 1.0)
-                toxi.remove(hole)
-                proxy._timeout = 5
-                assert proxy.echo(2) == 2
-        spans = [d for _, d in results]
-        print(
-            f"blackhole: {len(results)} calls with 1 s timeout failed after "
-            f"{min(spans):.2f}-{max(spans):.2f} s"
-        )
-        assert {k for k, _ in results} == {"TimeoutError"}
-        assert all(1.0 <= d <= 1.5 for d in spans)
+            yield toxi, uri.replace(f":{port}", f":{toxi.port}")
     finally:
         proc.kill()
 
 
-def test_reset_peer_fails_calls_with_connection_closed() -> None:
-    proc, uri, port = start_peer()
-    try:
-        with ToxiProxy(("127.0.0.1", port)) as toxi:
-            via = uri.replace(f":{port}", f":{toxi.port}")
-            with remoteobj.Proxy(via) as proxy:
-                assert proxy.echo(1) == 1
-                toxi.add("reset_peer", timeout=0.3)
-                t0 = time.monotonic()
-                with pytest.raises(ConnectionClosedError) as info:
-                    proxy.sleep(2.0)
-                took = time.monotonic() - t0
-                assert info.value.sent is True
-                toxi.clear()
-                assert proxy.echo(2) == 2  # reconnects on the next call
-        print(f"reset_peer: in-flight call failed after {took:.2f} s (reset at 0.3 s)")
-        assert took <= 1.0
-    finally:
-        proc.kill()
+def test_blackholed_network_calls_fail_at_their_timeout(toxic: tuple[ToxiProxy, str]) -> None:
+    toxi, via = toxic
+    with remoteobj.Proxy(via) as proxy:
+        assert proxy.echo(1) == 1
+        hole = toxi.add("timeout", timeout=0)
+        results = timed_failures(via, 6, 1.0)
+        toxi.remove(hole)
+        proxy._timeout = 5
+        assert proxy.echo(2) == 2
+    spans = [d for _, d in results]
+    print(
+        f"blackhole: {len(results)} calls with 1 s timeout failed after "
+        f"{min(spans):.2f}-{max(spans):.2f} s"
+    )
+    assert {k for k, _ in results} == {"TimeoutError"}
+    assert all(1.0 <= d <= 1.5 for d in spans)
 
 
-def test_latency_and_slicer_toxics_do_not_break_framing() -> None:
-    proc, uri, port = start_peer()
-    try:
-        with ToxiProxy(("127.0.0.1", port)) as toxi:
-            via = uri.replace(f":{port}", f":{toxi.port}")
-            toxi.add("slicer", size=7, delay=0.0005)
-            toxi.add("latency", latency=0.02, jitter=0.01)
-            with remoteobj.Proxy(via) as proxy:
-                payloads = [{"i": i, "s": "x" * (i * 37)} for i in range(20)]
-                assert [proxy.echo(v) for v in payloads] == payloads
-            toxi.clear()
-            toxi.add("bandwidth", rate=200_000)
-            with remoteobj.Proxy(via) as proxy:
-                t0 = time.monotonic()
-                assert len(proxy.text(100_000)) == 100_000
-                took = time.monotonic() - t0
-        assert took >= 0.4  # 100 kB at 200 kB/s: the toxic really throttled
-    finally:
-        proc.kill()
+def test_reset_peer_fails_calls_with_connection_closed(toxic: tuple[ToxiProxy, str]) -> None:
+    toxi, via = toxic
+    with remoteobj.Proxy(via) as proxy:
+        assert proxy.echo(1) == 1
+        toxi.add("reset_peer", timeout=0.3)
+        t0 = time.monotonic()
+        with pytest.raises(ConnectionClosedError) as info:
+            proxy.sleep(2.0)
+        took = time.monotonic() - t0
+        assert info.value.sent is True
+        toxi.clear()
+        assert proxy.echo(2) == 2  # reconnects on the next call
+    print(f"reset_peer: in-flight call failed after {took:.2f} s (reset at 0.3 s)")
+    assert took <= 1.0
+
+
+def test_latency_and_slicer_toxics_do_not_break_framing(toxic: tuple[ToxiProxy, str]) -> None:
+    toxi, via = toxic
+    toxi.add("slicer", size=7, delay=0.0005)
+    toxi.add("latency", latency=0.02, jitter=0.01)
+    with remoteobj.Proxy(via) as proxy:
+        payloads = [{"i": i, "s": "x" * (i * 37)} for i in range(20)]
+        assert [proxy.echo(v) for v in payloads] == payloads
+    toxi.clear()
+    toxi.add("bandwidth", rate=200_000)
+    with remoteobj.Proxy(via) as proxy:
+        t0 = time.monotonic()
+        assert len(proxy.text(100_000)) == 100_000
+        took = time.monotonic() - t0
+    assert took >= 0.4  # 100 kB at 200 kB/s: the toxic really throttled
 
 
 # --- G15: proxy reuse after a restart -------------------------------------------------------
