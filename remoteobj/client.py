@@ -558,6 +558,7 @@ class _Pinger:
     def watch(self, conn: _SyncConnection, interval: float, timeout: float) -> None:
         with self._lock:
             self._conns[conn] = (interval, timeout)
+            self._wake.set()  # it may be sleeping for a longer interval than this one's
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="remoteobj-pinger", daemon=True
@@ -580,6 +581,7 @@ class _Pinger:
                     conn.ping(timeout)
             del watched, conn  # hold no strong reference while sleeping
             self._wake.wait(max(min(shortest / 4, 5.0), 0.05))
+            self._wake.clear()
 
 
 _PINGER = _Pinger()

@@ -43,3 +43,25 @@ def test_pings_can_be_turned_off() -> None:
             assert p._conn not in remoteobj.client._PINGER._conns
     finally:
         proc.kill()
+
+
+def test_a_short_interval_is_honoured_while_the_pinger_sleeps_for_a_long_one() -> None:
+    port = free_port()
+    proc = start(["python", "tests/integration/peers.py", "remoteobj", str(port)])
+    try:
+        uri = proc.wait_for_line(r"READY (\S+)", timeout=15).group(1)
+        # A default connection (30 s interval) first: the pinger then sleeps 5 s.
+        with remoteobj.Proxy(uri) as slow:
+            assert slow.add(1, 1) == 2
+            cfg = remoteobj.Config(ping_interval=0.3, ping_timeout=0.5)
+            with remoteobj.Proxy(uri, config=cfg) as fast:
+                assert fast.add(1, 1) == 2
+                conn = fast._conn
+                assert conn is not None
+                proc.send_signal(signal.SIGSTOP)
+                hung_at = time.monotonic()
+                wait_for(lambda: conn.broken is not None, 8.0, message="the ping to notice")
+                assert time.monotonic() - hung_at < 0.3 + 0.5 + 0.5
+            proc.send_signal(signal.SIGCONT)
+    finally:
+        proc.kill()
