@@ -22,6 +22,7 @@ import builtins
 import collections
 import contextlib
 import logging
+import math
 import select
 import socket
 import ssl
@@ -323,6 +324,7 @@ class _SyncConnection:
 
     def __init__(self, sock: socket.socket, core: CallCore) -> None:
         self.sock = sock
+        self.core = core
         self.reader = p.MessageReader(core.config.max_message_size, allow_compressed=True)
         self.lock = threading.Lock()
         self.send_lock = threading.Lock()
@@ -470,6 +472,30 @@ class _SyncConnection:
         assert waiter.msg is not None
         return waiter.msg
 
+    def handshake(self, core: CallCore, frame: bytes, deadline: float) -> None:
+        """Send CONNECT (``frame``, maybe with the first call's INVOKE behind it) and
+        read the daemon's answer, within ``deadline``; raises if it refuses.
+
+        Runs before the connection is shared, on the connecting thread. Replies
+        that arrived together with the answer are handed to their waiters.
+        """
+        reply: bytes | None = frame
+        while reply is not None:  # twice when the daemon asks to authenticate
+            self._settimeout(max(deadline - time.monotonic(), 0.001))
+            self.sock.sendall(reply)
+            while (msg := self.reader.next_message()) is None:
+                self._settimeout(max(deadline - time.monotonic(), 0.001))
+                try:
+                    data = self.sock.recv(self.reader.recv_size())
+                except (BlockingIOError, ssl.SSLWantReadError):  # SO_RCVTIMEO expired
+                    raise builtins.TimeoutError from None
+                if not data:
+                    raise ConnectionClosedError("connection closed during the handshake")
+                self.reader.feed(data)
+            reply = core.on_connect_reply(msg)
+        self.last_used = time.monotonic()
+        self._deliver(self._take_buffered())
+
     def _read_some(self, deadline: float | None) -> None:
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         if remaining == 0.0:
@@ -485,14 +511,23 @@ class _SyncConnection:
         if not data:
             self.fail(ConnectionResetError("connection closed by the server"))
             return
+        self._deliver(self._take_buffered(data))
+
+    def _take_buffered(self, data: bytes = b"") -> list[p.Message]:
+        """Feed ``data``; every complete message in the reader ([] and the connection
+        failed when the bytes are not protocol 502)."""
+        msgs = []
         try:
             self.reader.feed(data)
-            msgs = []
             while (msg := self.reader.next_message()) is not None:
                 msgs.append(msg)
         except ProtocolError as exc:
             self.fail(exc)
-            return
+            return []
+        return msgs
+
+    def _deliver(self, msgs: list[p.Message]) -> None:
+        """Hand each reply to the thread waiting for its seq."""
         with self.lock:
             for msg in msgs:
                 waiter = self.pending.pop(msg.seq, None)
@@ -544,7 +579,12 @@ class _Pinger:
     """One background thread that pings idle proxy connections of this process.
 
     Connections are held weakly: a released or forgotten proxy is simply dropped.
-    The thread starts with the first watched connection and idles on an Event.
+    The thread starts with the first watched connection and looks at them every
+    quarter of the shortest interval; with none left it lingers for
+    :data:`PINGER_LINGER` seconds before ending, so a process that opens one
+    short-lived proxy after another does not start a thread for each. Due pings
+    go out from up to :data:`PING_THREADS` short-lived threads at once: a hung
+    daemon holds up only its own connection's ping, not the others'.
     """
 
     def __init__(self) -> None:
@@ -554,12 +594,19 @@ class _Pinger:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
+        #: How long the thread sleeps between looks now (inf: nothing to watch).
+        self._period = math.inf
+        #: Pings to send (strong references only until sent) and those being sent.
+        self._due: collections.deque[tuple[_SyncConnection, float]] = collections.deque()
+        self._pinging: set[_SyncConnection] = set()
+        self._senders = 0
 
     def watch(self, conn: _SyncConnection, interval: float, timeout: float) -> None:
         with self._lock:
             self._conns[conn] = (interval, timeout)
-            self._wake.set()  # it may be sleeping for a longer interval than this one's
-            if self._thread is None or not self._thread.is_alive():
+            if _look_every(interval) < self._period:
+                self._wake.set()  # it sleeps longer than this connection allows
+            if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="remoteobj-pinger", daemon=True
                 )
@@ -569,21 +616,63 @@ class _Pinger:
         while True:
             with self._lock:
                 watched = list(self._conns.items())
-                if not watched:
-                    self._thread = None  # the next watch() starts a new thread
-                    return
-            shortest = min(interval for _, (interval, _) in watched)
+                self._period = min((_look_every(i) for _, (i, _) in watched), default=math.inf)
+                period = self._period
+            if not watched:
+                self._wake.wait(PINGER_LINGER)
+                self._wake.clear()
+                with self._lock:
+                    if not self._conns:
+                        self._thread = None  # the next watch() starts a new thread
+                        return
+                continue
             for conn, (interval, timeout) in watched:
                 if conn.broken is not None:
                     with self._lock:
                         self._conns.pop(conn, None)
                 elif conn.idle_for() >= interval:
-                    conn.ping(timeout)
+                    self._ping_soon(conn, timeout)
             del watched, conn  # hold no strong reference while sleeping
-            self._wake.wait(max(min(shortest / 4, 5.0), 0.05))
+            self._wake.wait(period)
             self._wake.clear()
 
+    def _ping_soon(self, conn: _SyncConnection, timeout: float) -> None:
+        with self._lock:
+            if conn in self._pinging:
+                return  # its last ping is still waiting for the pong
+            self._pinging.add(conn)
+            self._due.append((conn, timeout))
+            if self._senders >= PING_THREADS:
+                return
+            self._senders += 1
+        threading.Thread(target=self._send_due, name="remoteobj-ping", daemon=True).start()
 
+    def _send_due(self) -> None:
+        while True:
+            with self._lock:
+                if not self._due:
+                    self._senders -= 1
+                    return
+                conn, timeout = self._due.popleft()
+            try:
+                conn.ping(timeout)
+            except Exception:  # a bug, not a dead peer (ping() handles those): keep going
+                log.exception("pinging a connection failed")
+            finally:
+                with self._lock:
+                    self._pinging.discard(conn)
+            del conn
+
+
+def _look_every(interval: float) -> float:
+    """How often the pinger looks at a connection pinged every ``interval`` seconds."""
+    return max(min(interval / 4, 5.0), 0.05)
+
+
+#: Seconds the pinger thread waits for new connections once it has none.
+PINGER_LINGER = 30.0
+#: Pings sent at once, at most (each waits up to its ``ping_timeout``).
+PING_THREADS = 8
 _PINGER = _Pinger()
 PING_SERIALIZER_ID = 42  # Pyro5's dummy id: a ping's payload is never deserialized
 
@@ -624,6 +713,7 @@ class Proxy:
         object.__setattr__(self, "_connect_lock", threading.Lock())
         object.__setattr__(self, "_timeout", cfg.commtimeout or None)
         object.__setattr__(self, "_preset_meta", None)
+        object.__setattr__(self, "_meta_key", str(target))
         object.__setattr__(self, "_stream_closes", collections.deque())
 
     _uri: URI
@@ -634,6 +724,7 @@ class Proxy:
     #: Seconds a call may take (``None``: no limit). Local, never remote.
     _timeout: float | None
     _preset_meta: RemoteMeta | None
+    _meta_key: str
     #: Ids of remote streams whose iterators were dropped unfinished; closed on the
     #: next call (a finalizer must not send).
     _stream_closes: collections.deque[str]
@@ -699,6 +790,11 @@ class Proxy:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)  # local names are never remote
+        conn = self._conn
+        if conn is None or conn.broken is not None:
+            known = self._known_meta()
+            if known is not None and name in known.methods and name not in known.attrs:
+                return _RemoteMethod(self, name)  # the call connects, sent with the CONNECT
         self._connection(self._call_deadline())
         core = self._core
         assert core is not None and core.meta is not None
@@ -723,19 +819,40 @@ class Proxy:
         timeout = self._timeout
         return None if timeout is None else time.monotonic() + timeout
 
+    def _known_meta(self) -> RemoteMeta | None:
+        """What the object exposes, as last known without connecting: from this
+        proxy's previous connection, the proxy it was made from, or any proxy of
+        this process for the same URI."""
+        core = self._core
+        if core is not None and core.meta is not None:
+            return core.meta
+        return self._preset_meta or _known_meta.get(self._meta_key)
+
     def _connection(self, deadline: float | None = None) -> _SyncConnection:
         """The live connection, connecting first if needed; connecting (and waiting for
         another thread's connect) ends by ``deadline`` (a call's) or ``connect_timeout``."""
+        return self._connect(deadline, None)[0]
+
+    def _connect(
+        self, deadline: float | None, first: _Call | None
+    ) -> tuple[_SyncConnection, _Sent | None]:
+        """The live connection, and whether ``first`` went out with the CONNECT.
+
+        A new connection sends the ``first`` call's INVOKE in the same write as its
+        CONNECT when the object's metadata is already known (and no authentication
+        exchange comes first), saving a round trip: the daemon reads the INVOKE
+        only after accepting the CONNECT, so a refused connection runs nothing.
+        """
         conn = self._conn
         if conn is not None and conn.broken is None:
-            return conn
+            return conn, None
         wait = -1.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
         if not self._connect_lock.acquire(timeout=wait):
             raise TimeoutError(f"connecting to {self._uri} timed out")
         try:
             conn = self._conn
             if conn is not None and conn.broken is None:
-                return conn
+                return conn, None
             uri = _resolve(self._uri, self._config)
             core = CallCore(uri, self._config)
             timeout = self._config.connect_timeout
@@ -743,34 +860,35 @@ class Proxy:
                 timeout = max(min(timeout, deadline - time.monotonic()), 0.001)
             connect_deadline = time.monotonic() + timeout
             sock = _open_socket(uri, timeout, self._config)
+            conn = _SyncConnection(sock, core)
+            sent: _Sent | None = None
             try:
-                frame: bytes | None = core.connect_frame()
-                reader = p.MessageReader(self._config.max_message_size)
-                while frame is not None:  # twice when the daemon asks to authenticate
-                    sock.settimeout(max(connect_deadline - time.monotonic(), 0.001))
-                    sock.sendall(frame)
-                    while (msg := reader.next_message()) is None:
-                        sock.settimeout(max(connect_deadline - time.monotonic(), 0.001))
-                        data = sock.recv(reader.recv_size())
-                        if not data:
-                            raise ConnectionClosedError("connection closed during the handshake")
-                        reader.feed(data)
-                    frame = core.on_connect_reply(msg)
+                frame = core.connect_frame()
+                known = self._known_meta() if first is not None and core.auth is None else None
+                if known is not None:
+                    assert first is not None
+                    request, seq, waiter = _request(conn, core, known, first)
+                    frame += request
+                    sent = (seq, waiter)
+                conn.handshake(core, frame, connect_deadline)
             except builtins.TimeoutError:
                 sock.close()
                 raise TimeoutError(f"handshake with {uri.location} timed out") from None
             except OSError as exc:
                 sock.close()
-                raise ConnectionClosedError(f"handshake with {uri.location} failed: {exc}") from exc
+                raise ConnectionClosedError(
+                    f"handshake with {uri.location} failed: {exc}", sent=sent is not None
+                ) from exc
             except BaseException:
                 sock.close()
                 raise
-            conn = _SyncConnection(sock, core)
+            assert core.meta is not None
+            _remember_meta(self._meta_key, core.meta)
             object.__setattr__(self, "_core", core)
             object.__setattr__(self, "_conn", conn)
             if self._config.ping_interval > 0:
                 _PINGER.watch(conn, self._config.ping_interval, self._config.ping_timeout)
-            return conn
+            return conn, sent
         finally:
             self._connect_lock.release()
 
@@ -790,34 +908,76 @@ class Proxy:
         timeout = self._timeout
         # One deadline for the whole call, connecting included.
         deadline = None if timeout is None else time.monotonic() + timeout
-        conn = self._connection(deadline)
-        if time.monotonic() - conn.last_used > IDLE_CHECK_AFTER and conn.looks_dead():
+        conn = self._conn
+        if (
+            conn is not None
+            and time.monotonic() - conn.last_used > IDLE_CHECK_AFTER
+            and conn.looks_dead()
+        ):
             # The daemon went away while we were idle (e.g. it restarted): nothing was
             # sent yet, so reconnecting is safe.
             conn.close()
-            conn = self._connection(deadline)
-        core = self._core
-        assert core is not None
-        if self._stream_closes:
-            self._close_streams(conn, core)
-        oneway = flags & p.FLAGS_ONEWAY or (object_id is None and core.is_oneway(method))
-        if oneway:
-            flags |= p.FLAGS_ONEWAY
-        if oneway:
-            frame = core.invoke_frame(0, method, args, kwargs, flags, object_id=object_id)
-            conn.send(frame, timeout)
-            return None
-        seq, waiter = conn.register()
-        try:
-            frame = core.invoke_frame(seq, method, args, kwargs, flags, object_id=object_id)
-            conn.send(frame, timeout)
-        except BaseException:
-            conn.forget(seq)
-            raise
+        call = (method, args, kwargs, flags, object_id)
+        conn, sent = self._connect(deadline, call)
+        core = conn.core
+        if sent is None:
+            if self._stream_closes:
+                self._close_streams(conn, core)
+            assert core.meta is not None
+            request, seq, waiter = _request(conn, core, core.meta, call)
+            try:
+                conn.send(request, timeout)
+            except BaseException:
+                conn.forget(seq)
+                raise
+        else:
+            seq, waiter = sent
+        if waiter is None:
+            return None  # oneway
         result = core.result(conn.wait(seq, waiter, deadline))
         if type(result) is StreamRef:
             return StreamIterator(self, result.stream_id)
         return result
+
+
+#: A call: method, args, kwargs, flags, object id (``None``: the proxy's object).
+_Call = tuple[str, Sequence[Any], Mapping[str, Any] | None, int, str | None]
+#: A call sent: its seq and the waiter for its reply (``None`` for a oneway call).
+_Sent = tuple[int, "_Waiter | None"]
+
+
+def _request(
+    conn: _SyncConnection, core: CallCore, meta: RemoteMeta, call: _Call
+) -> tuple[bytes, int, _Waiter | None]:
+    """The INVOKE frame of ``call``, its seq registered on ``conn`` unless it is oneway."""
+    method, args, kwargs, flags, object_id = call
+    if object_id is None and method in meta.oneway:
+        flags |= p.FLAGS_ONEWAY
+    if flags & p.FLAGS_ONEWAY:
+        return core.invoke_frame(0, method, args, kwargs, flags, object_id=object_id), 0, None
+    seq, waiter = conn.register()
+    try:
+        frame = core.invoke_frame(seq, method, args, kwargs, flags, object_id=object_id)
+    except BaseException:
+        conn.forget(seq)
+        raise
+    return frame, seq, waiter
+
+
+#: What each URI's daemon last said its object exposes (its latest connect reply in
+#: this process), so a new proxy's first call can travel with its CONNECT. A stale
+#: entry costs no correctness: the daemon checks every call, and a name the entry
+#: lacks makes the proxy connect and ask first. Bounded; the oldest entry goes first.
+_known_meta: dict[str, RemoteMeta] = {}
+KNOWN_META_MAX = 1024
+
+
+def _remember_meta(key: str, meta: RemoteMeta) -> None:
+    if key not in _known_meta and len(_known_meta) >= KNOWN_META_MAX:
+        # Another thread may evict the same entry at once; either way one goes.
+        with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+            del _known_meta[next(iter(_known_meta))]
+    _known_meta[key] = meta
 
 
 class _AsyncRemoteMethod:

@@ -256,12 +256,13 @@ _PREFIX_BYTES = ENV_PREFIX.encode()
 
 def _env_settings() -> tuple[tuple[str, str], ...]:
     """The ``REMOTEOBJ_`` variables, sorted. Runs for every proxy made without a
-    config, so on POSIX it scans the raw bytes environment: os.environ decodes
-    every key and value first (20 us against 7 us with 40 variables)."""
-    if os.supports_bytes_environ:
-        env = os.environb
-        ours = [k for k in env if k.startswith(_PREFIX_BYTES)]
-        return tuple(sorted((os.fsdecode(k), os.fsdecode(env[k])) for k in ours))
+    config, so on POSIX it scans the raw bytes behind ``os.environ``: iterating
+    ``os.environ`` decodes every key and value first, ``os.environb`` still runs
+    Python code per key (13 us with 40 variables, against 2 us for the dict)."""
+    raw = getattr(os.environ, "_data", None)  # CPython's bytes dict under os.environ
+    if os.supports_bytes_environ and isinstance(raw, dict):
+        ours = [(k, v) for k, v in raw.items() if k.startswith(_PREFIX_BYTES)]
+        return tuple(sorted((os.fsdecode(k), os.fsdecode(v)) for k, v in ours))
     return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX)))
 
 

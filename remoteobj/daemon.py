@@ -78,6 +78,8 @@ _CORR_PREFIX = os.urandom(8)
 _corr_counter = itertools.count(1)
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - recognised, not bound to
 BATCH_METHOD = "<batch>"
+#: CONNECTOK payloads a daemon keeps (one per serializer, object id and response).
+CONNECT_REPLIES_KEPT = 256
 
 
 class Session:
@@ -226,6 +228,8 @@ class Daemon:
             with contextlib.suppress(SerializeError):  # msgpack may not be installed
                 ser = get_serializer(name)
                 self._serializers[ser.serializer_id] = ser
+        #: CONNECTOK payloads already made (see _connect_payload).
+        self._connect_replies: dict[tuple[int, str, str | None], tuple[ExposedMembers, bytes]] = {}
         self._sock: socket.socket | None = None
         self._server: Server | None = None
         self._lease_keeper: Any = None
@@ -570,11 +574,7 @@ class Daemon:
                 session.authenticated = step.authenticated
                 proof = step.proof
             response = self.validate_handshake(session, data.get("handshake"))
-            meta = self.metadata(data["object"])
-            answer: dict[str, Any] = {"handshake": response, "meta": meta}
-            if proof is not None:
-                answer[AUTH_KEY] = proof
-            payload = ser.dumps(answer)
+            payload = self._connect_payload(ser, data["object"], response, proof)
         except Exception as exc:
             session.auth_nonce = None
             log.debug("handshake refused: %s", exc)
@@ -593,6 +593,39 @@ class Daemon:
             p.MSG_CONNECTOK, ser.serializer_id, msg.seq, payload, corr_id=session.corr_id
         )
         return p.encode(reply), True
+
+    def _connect_payload(
+        self, ser: Serializer, object_id: str, response: Any, proof: Any | None
+    ) -> bytes:
+        """The CONNECTOK payload: the handshake response and the object's metadata.
+
+        Clients that connect to the same object get the same bytes, so they are
+        made once per serializer, object class and handshake response (a plain
+        string or None) and kept; an auth proof, a subclass's own ``metadata()``
+        or a re-registered id of another class makes them anew.
+        """
+        cacheable = (
+            proof is None
+            and (response is None or type(response) is str)
+            and type(self).metadata is Daemon.metadata
+        )
+        if not cacheable:
+            answer: dict[str, Any] = {"handshake": response, "meta": self.metadata(object_id)}
+            if proof is not None:
+                answer[AUTH_KEY] = proof
+            return ser.dumps(answer)
+        reg = self._objects.get(object_id)
+        if reg is None:
+            raise DaemonError("unknown object")
+        key = (ser.serializer_id, object_id, response)
+        kept = self._connect_replies.get(key)
+        if kept is not None and kept[0] is reg.members:
+            return kept[1]
+        payload = ser.dumps({"handshake": response, "meta": reg.members.as_meta()})
+        if len(self._connect_replies) >= CONNECT_REPLIES_KEPT:
+            self._connect_replies.clear()  # ids come and go; start over rather than grow
+        self._connect_replies[key] = (reg.members, payload)
+        return payload
 
     def connect_fail(self, seq: int, reason: str) -> bytes:
         """A CONNECTFAIL frame (marshal, as Pyro5 sends before it knows the serializer)."""

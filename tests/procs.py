@@ -51,12 +51,13 @@ def wait_for(
     timeout: float,
     *,
     interval: float = 0.02,
-    message: str = "condition",
+    message: str | Callable[[], str] = "condition",
 ) -> T:
     """Poll ``condition`` until it returns something truthy; return that.
 
-    Raises ``AssertionError`` naming ``message`` when ``timeout`` seconds pass
-    first. Exceptions from ``condition`` propagate.
+    Raises ``AssertionError`` naming ``message`` (or what it returns, when it is
+    a callable: the state seen last, say) when ``timeout`` seconds pass first.
+    Exceptions from ``condition`` propagate.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -64,7 +65,8 @@ def wait_for(
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {message}")
+            what = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
         time.sleep(interval)
 
 

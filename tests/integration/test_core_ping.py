@@ -65,3 +65,40 @@ def test_a_short_interval_is_honoured_while_the_pinger_sleeps_for_a_long_one() -
             proc.send_signal(signal.SIGCONT)
     finally:
         proc.kill()
+
+
+def test_one_hung_daemon_does_not_hold_up_the_pings_of_another() -> None:
+    ports = [free_port(), free_port()]
+    procs = [start(["python", "tests/integration/peers.py", "remoteobj", str(p)]) for p in ports]
+    try:
+        uris = [proc.wait_for_line(r"READY (\S+)", timeout=15).group(1) for proc in procs]
+        cfg = remoteobj.Config(ping_interval=0.3, ping_timeout=2.0)
+        with remoteobj.Proxy(uris[0], config=cfg) as a, remoteobj.Proxy(uris[1], config=cfg) as b:
+            assert a.add(1, 1) == b.add(1, 1) == 2
+            conns = [a._conn, b._conn]
+            for proc in procs:
+                proc.send_signal(signal.SIGSTOP)
+            hung_at = time.monotonic()
+            # Pinged one after the other, the second would be found dead only after
+            # both timeouts (4 s); in parallel both are found within one.
+            wait_for(lambda: all(c is not None and c.broken for c in conns), 8.0)
+            assert time.monotonic() - hung_at < 0.3 + 2.0 + 0.8
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+
+
+def test_short_lived_proxies_share_one_pinger_thread() -> None:
+    port = free_port()
+    proc = start(["python", "tests/integration/peers.py", "remoteobj", str(port)])
+    try:
+        uri = proc.wait_for_line(r"READY (\S+)", timeout=15).group(1)
+        threads = set()
+        for _ in range(5):
+            with remoteobj.Proxy(uri) as p:
+                assert p.add(1, 1) == 2
+            threads.add(remoteobj.client._PINGER._thread)
+        assert len(threads) == 1 and None not in threads
+    finally:
+        proc.kill()

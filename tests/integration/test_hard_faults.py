@@ -71,9 +71,12 @@ def client_killed(rounds: int, per_round: int) -> None:
                     caller.kill()
             killed_at = time.monotonic()
 
+            seen: list[object] = []
+
             def back() -> bool:
                 now = stats(uri)
                 status = proc_status(proc.pid)
+                seen[:] = [now, status["fds"]]
                 return (
                     status["fds"] <= base["fds"]
                     and now["connections"] == base_stats["connections"]
@@ -82,7 +85,9 @@ def client_killed(rounds: int, per_round: int) -> None:
                     and now["inflight"] == base_stats["inflight"]
                 )
 
-            wait_for(back, 5, message="server resources back to baseline")
+            wait_for(
+                back, 5, message=lambda: f"baseline {base_stats}, fds {base['fds']}; now {seen}"
+            )
             recovered = time.monotonic() - killed_at
             final = stats(uri)
             threads = proc_status(proc.pid)["Threads"]

@@ -99,6 +99,40 @@ def test_handshake_returns_metadata_pyro5_clients_need() -> None:
     assert pair.core.handshake_response == "hello"
 
 
+def test_an_id_registered_again_for_another_class_answers_with_the_new_metadata() -> None:
+    @remoteobj.expose
+    class Other:
+        def other(self) -> None: ...
+
+    pair = Pair()
+    pair.connect()
+    assert pair.core.meta is not None and "add" in pair.core.meta.methods
+    pair.daemon.unregister("counter")
+    pair.daemon.add(Other(), "counter")
+    pair.connect()
+    assert pair.core.meta is not None and pair.core.meta.methods == {"other"}
+
+
+def test_a_subclass_metadata_hook_and_each_handshake_response_are_honoured() -> None:
+    class Tailored(Daemon):
+        def validate_handshake(self, session: Session, data: Any) -> Any:
+            return f"hello {data}"
+
+        def metadata(self, object_id: str) -> dict[str, set[str]]:
+            meta = super().metadata(object_id)
+            meta["methods"].discard("fail")
+            return meta
+
+    pair = Pair()
+    pair.daemon = Tailored("127.0.0.1", 0)
+    pair.daemon.add(pair.target, "counter")
+    for name in ("ann", "bob"):
+        pair.core.handshake = name
+        pair.connect()
+        assert pair.core.handshake_response == f"hello {name}"
+        assert pair.core.meta is not None and "fail" not in pair.core.meta.methods
+
+
 def test_handshake_for_an_unknown_object_fails_with_connectfail() -> None:
     pair = Pair()
     pair.core.object_id = "nothing"
