@@ -241,13 +241,35 @@ class CallCore:
         return data
 
 
-def _resolve(uri: URI | str, config: Config) -> URI:
-    uri = uri if isinstance(uri, URI) else URI(uri)
+def _target(uri: URI, config: Config) -> tuple[URI, bool]:
+    """The ``PYRO:`` URI a proxy connects to, and whether it is a kept ``PYRONAME``
+    resolution (see :func:`remoteobj.naming.resolve_for_proxy`)."""
     if uri.protocol == "PYRO":
-        return uri
-    from .naming import resolve  # the name service sits above the proxies
+        return uri, False
+    from .naming import resolve_for_proxy  # the name service sits above the proxies
 
-    return resolve(uri, config)
+    return resolve_for_proxy(uri, config)
+
+
+async def _target_async(uri: URI, config: Config) -> tuple[URI, bool]:
+    """:func:`_target` for asyncio code."""
+    if uri.protocol == "PYRO":
+        return uri, False
+    from .naming import resolve_for_proxy_async
+
+    return await resolve_for_proxy_async(uri, config)
+
+
+def _retry_elsewhere(exc: CommunicationError, uri: URI, config: Config) -> bool:
+    """Connecting to ``uri``'s resolution failed: forget it if it was kept; whether
+    connecting to a fresh one is safe (nothing can have run: refused, not timed
+    out or cut off after the call went out)."""
+    from .naming import forget_resolution
+
+    forget_resolution(uri, config)
+    return not isinstance(exc, TimeoutError) and not (
+        isinstance(exc, ConnectionClosedError) and exc.sent
+    )
 
 
 MARSHAL_ID = 2
@@ -853,35 +875,17 @@ class Proxy:
             conn = self._conn
             if conn is not None and conn.broken is None:
                 return conn, None
-            uri = _resolve(self._uri, self._config)
-            core = CallCore(uri, self._config)
-            timeout = self._config.connect_timeout
-            if deadline is not None:
-                timeout = max(min(timeout, deadline - time.monotonic()), 0.001)
-            connect_deadline = time.monotonic() + timeout
-            sock = _open_socket(uri, timeout, self._config)
-            conn = _SyncConnection(sock, core)
-            sent: _Sent | None = None
+            target, kept = _target(self._uri, self._config)
             try:
-                frame = core.connect_frame()
-                known = self._known_meta() if first is not None and core.auth is None else None
-                if known is not None:
-                    assert first is not None
-                    request, seq, waiter = _request(conn, core, known, first)
-                    frame += request
-                    sent = (seq, waiter)
-                conn.handshake(core, frame, connect_deadline)
-            except builtins.TimeoutError:
-                sock.close()
-                raise TimeoutError(f"handshake with {uri.location} timed out") from None
-            except OSError as exc:
-                sock.close()
-                raise ConnectionClosedError(
-                    f"handshake with {uri.location} failed: {exc}", sent=sent is not None
-                ) from exc
-            except BaseException:
-                sock.close()
-                raise
+                conn, sent = self._open(target, deadline, first)
+            except CommunicationError as exc:
+                if not _retry_elsewhere(exc, self._uri, self._config) or not kept:
+                    raise  # (a fresh resolution that fails is not looked up again at once)
+                fresh, _ = _target(self._uri, self._config)
+                if fresh == target:
+                    raise
+                conn, sent = self._open(fresh, deadline, first)
+            core = conn.core
             assert core.meta is not None
             _remember_meta(self._meta_key, core.meta)
             object.__setattr__(self, "_core", core)
@@ -891,6 +895,40 @@ class Proxy:
             return conn, sent
         finally:
             self._connect_lock.release()
+
+    def _open(
+        self, uri: URI, deadline: float | None, first: _Call | None
+    ) -> tuple[_SyncConnection, _Sent | None]:
+        """Connect to ``uri`` and shake hands (``first`` riding along when it can)."""
+        core = CallCore(uri, self._config)
+        timeout = self._config.connect_timeout
+        if deadline is not None:
+            timeout = max(min(timeout, deadline - time.monotonic()), 0.001)
+        connect_deadline = time.monotonic() + timeout
+        sock = _open_socket(uri, timeout, self._config)
+        conn = _SyncConnection(sock, core)
+        sent: _Sent | None = None
+        try:
+            frame = core.connect_frame()
+            known = self._known_meta() if first is not None and core.auth is None else None
+            if known is not None:
+                assert first is not None
+                request, seq, waiter = _request(conn, core, known, first)
+                frame += request
+                sent = (seq, waiter)
+            conn.handshake(core, frame, connect_deadline)
+        except builtins.TimeoutError:
+            sock.close()
+            raise TimeoutError(f"handshake with {uri.location} timed out") from None
+        except OSError as exc:
+            sock.close()
+            raise ConnectionClosedError(
+                f"handshake with {uri.location} failed: {exc}", sent=sent is not None
+            ) from exc
+        except BaseException:
+            sock.close()
+            raise
+        return conn, sent
 
     def _invoke(
         self,
@@ -1073,46 +1111,58 @@ class AsyncProxy:
         try:
             if self._writer is not None and self._core is not None:
                 return self._core
-            uri = self._uri
-            if uri.protocol != "PYRO":
-                from .naming import resolve_async
-
-                uri = await resolve_async(uri, cfg)
-            core = CallCore(uri, cfg)
-            tls = client_context(cfg) if cfg.ssl else None
+            target, kept = await _target_async(self._uri, cfg)
             try:
-                async with asyncio.timeout_at(until):
-                    if uri.sockname is not None:
-                        reader, writer = await asyncio.open_unix_connection(
-                            uri.sockname, ssl=tls, server_hostname=uri.host if tls else None
-                        )
-                    else:
-                        reader, writer = await asyncio.open_connection(
-                            uri.host, uri.port, ssl=tls, server_hostname=uri.host if tls else None
-                        )
-                    try:
-                        frame: bytes | None = core.connect_frame()
-                        msgs = p.MessageReader(cfg.max_message_size)
-                        while frame is not None:  # twice when the daemon asks to authenticate
-                            writer.write(frame)
-                            frame = core.on_connect_reply(await _read_one(reader, msgs))
-                    except BaseException:
-                        writer.close()
-                        raise
-            except builtins.TimeoutError:
-                raise TimeoutError(f"connecting to {uri.location} timed out") from None
-            except OSError as exc:
-                raise CommunicationError(f"cannot connect to {uri.location}: {exc}") from exc
-            sock = writer.get_extra_info("socket")
-            if sock is not None and sock.family != socket.AF_UNIX:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                core, reader, writer = await self._open(target, until)
+            except CommunicationError as exc:
+                if not _retry_elsewhere(exc, self._uri, cfg) or not kept:
+                    raise
+                fresh, _ = await _target_async(self._uri, cfg)
+                if fresh == target:
+                    raise
+                core, reader, writer = await self._open(fresh, until)
             self._core = core
             self._writer = writer
             self._reader_task = asyncio.get_running_loop().create_task(self._read_loop(reader))
             return core
         finally:
             self._connecting.release()
+
+    async def _open(
+        self, uri: URI, until: float
+    ) -> tuple[CallCore, asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect to ``uri`` and shake hands by ``until`` (loop time)."""
+        cfg = self._config
+        core = CallCore(uri, cfg)
+        tls = client_context(cfg) if cfg.ssl else None
+        try:
+            async with asyncio.timeout_at(until):
+                if uri.sockname is not None:
+                    reader, writer = await asyncio.open_unix_connection(
+                        uri.sockname, ssl=tls, server_hostname=uri.host if tls else None
+                    )
+                else:
+                    reader, writer = await asyncio.open_connection(
+                        uri.host, uri.port, ssl=tls, server_hostname=uri.host if tls else None
+                    )
+                try:
+                    frame: bytes | None = core.connect_frame()
+                    msgs = p.MessageReader(cfg.max_message_size)
+                    while frame is not None:  # twice when the daemon asks to authenticate
+                        writer.write(frame)
+                        frame = core.on_connect_reply(await _read_one(reader, msgs))
+                except BaseException:
+                    writer.close()
+                    raise
+        except builtins.TimeoutError:
+            raise TimeoutError(f"connecting to {uri.location} timed out") from None
+        except OSError as exc:
+            raise CommunicationError(f"cannot connect to {uri.location}: {exc}") from exc
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family != socket.AF_UNIX:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return core, reader, writer
 
     async def _read_loop(self, stream: asyncio.StreamReader) -> None:
         reader = p.MessageReader(self._config.max_message_size)

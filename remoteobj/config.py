@@ -120,6 +120,10 @@ class Config:
     ns_lease: float = 30.0
     #: How often a daemon renews its registrations.
     ns_renew: float = 10.0
+    #: How long a proxy may reuse a ``PYRONAME`` resolution of this process before
+    #: asking the name server again (``0``: ask every time, as Pyro5 does). A
+    #: reused address that refuses the connection is looked up afresh at once.
+    ns_cache_ttl: float = 1.0
     #: Names a name server holds at most, and the longest name.
     ns_max_names: int = 100_000
     ns_max_name_length: int = 256
@@ -187,6 +191,7 @@ class Config:
             if getattr(self, name) <= 0:
                 yield f"{name} must be > 0, not {getattr(self, name)}"
         non_negative = (
+            "ns_cache_ttl",
             "commtimeout",
             "worker_linger",
             "idle_timeout",

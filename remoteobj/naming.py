@@ -26,6 +26,7 @@ import os
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -392,6 +393,93 @@ async def resolve_async(uri: URI | str, config: Config | None = None) -> URI:
         return uri
     cfg = config if config is not None else Config.default()
     return _pick(uri, await _proxies.call_async(uri, cfg, _ask(uri)))
+
+
+# --- resolutions kept for proxies ----------------------------------------------------------
+
+
+class _Resolutions:
+    """``PYRONAME`` resolutions made for proxies, kept ``Config.ns_cache_ttl`` seconds.
+
+    A process that makes proxy after proxy for one name (a proxy per request,
+    say) then asks the name server about once a TTL instead of once a proxy.
+    Pyro5 asks every time; ``ns_cache_ttl=0`` does that here too. A kept
+    address that refuses the connection is forgotten and looked up afresh at
+    once (see :func:`forget_resolution`), so a daemon that restarted elsewhere
+    is found without waiting out the TTL. ``PYROMETA`` picks at random among
+    matches on every resolution and is never kept.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], tuple[URI, float]] = {}
+
+    def get(self, key: tuple[Any, ...]) -> URI | None:
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        if time.monotonic() >= hit[1]:
+            self._entries.pop(key, None)
+            return None
+        return hit[0]
+
+    def put(self, key: tuple[Any, ...] | None, uri: URI, ttl: float) -> None:
+        if key is None:
+            return
+        if len(self._entries) >= RESOLUTIONS_KEPT:
+            self._entries.clear()  # rarely reached; starting over keeps this simple and bounded
+        self._entries[key] = (uri, time.monotonic() + ttl)
+
+    def forget(self, key: tuple[Any, ...]) -> None:
+        self._entries.pop(key, None)
+
+
+#: Resolutions kept at most (see :class:`_Resolutions`).
+RESOLUTIONS_KEPT = 4096
+_resolutions = _Resolutions()
+
+
+def _resolution_key(uri: URI, config: Config) -> tuple[Any, ...] | None:
+    """Where a proxy's resolution of ``uri`` is kept; ``None``: it is not kept."""
+    if uri.protocol != "PYRONAME" or config.ns_cache_ttl <= 0:
+        return None
+    return (_ns_key(uri, config), uri.object)
+
+
+def resolve_for_proxy(uri: URI, config: Config) -> tuple[URI, bool]:
+    """What a proxy connects to: ``(PYRO: URI, whether it is a kept resolution)``.
+
+    Like :func:`resolve`, but a ``PYRONAME`` resolution made less than
+    ``config.ns_cache_ttl`` seconds ago is reused.
+    """
+    key, kept = _kept(uri, config)
+    if kept is not None:
+        return kept, True
+    target = resolve(uri, config)
+    _resolutions.put(key, target, config.ns_cache_ttl)
+    return target, False
+
+
+async def resolve_for_proxy_async(uri: URI, config: Config) -> tuple[URI, bool]:
+    """:func:`resolve_for_proxy` for asyncio code."""
+    key, kept = _kept(uri, config)
+    if kept is not None:
+        return kept, True
+    target = await resolve_async(uri, config)
+    _resolutions.put(key, target, config.ns_cache_ttl)
+    return target, False
+
+
+def _kept(uri: URI, config: Config) -> tuple[tuple[Any, ...] | None, URI | None]:
+    """Where ``uri``'s resolution is kept (``None``: never) and the one kept now."""
+    key = _resolution_key(uri, config)
+    return key, None if key is None else _resolutions.get(key)
+
+
+def forget_resolution(uri: URI, config: Config) -> None:
+    """Drop the kept resolution of ``uri``: its address failed."""
+    key = _resolution_key(uri, config)
+    if key is not None:
+        _resolutions.forget(key)
 
 
 # --- leases --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import remoteobj
 from nameserver.daemon import NameServerDaemon
 from remoteobj import naming
 from remoteobj.errors import NamingError
-from tests.procs import LOOPBACK, free_port, start_nameserver
+from tests.procs import LOOPBACK, free_port, start_nameserver, wait_for
 
 
 class Served:
@@ -74,8 +75,14 @@ def objects(ns: NameServerDaemon) -> Iterator[dict[str, str]]:
 @pytest.fixture(autouse=True)
 def fresh_cache() -> Iterator[None]:
     naming._proxies.clear()
+    naming._resolutions = naming._Resolutions()
     yield
     naming._proxies.clear()
+    naming._resolutions = naming._Resolutions()
+
+
+#: Proxies that ask the name server every time (Pyro5's way).
+ASK_EVERY_TIME = remoteobj.Config(ns_cache_ttl=0)
 
 
 def at(ns: NameServerDaemon) -> str:
@@ -116,9 +123,78 @@ def test_one_name_server_connection_is_reused(
 
     monkeypatch.setattr(naming, "locate_ns", counting)
     for _ in range(25):
-        with remoteobj.Proxy(f"PYRONAME:who.one@{at(ns)}") as p:
+        with remoteobj.Proxy(f"PYRONAME:who.one@{at(ns)}", config=ASK_EVERY_TIME) as p:
             assert p.who() == "one"
     assert len(located) == 1
+
+
+def count_lookups(ns: NameServerDaemon, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names the name server is asked to look up from now on."""
+    asked: list[str] = []
+    real = ns.nameserver.lookup
+
+    def lookup(name: str, return_metadata: bool = False) -> Any:
+        asked.append(name)
+        return real(name, return_metadata)
+
+    monkeypatch.setattr(ns.nameserver, "lookup", lookup)
+    return asked
+
+
+def test_proxies_reuse_a_resolution_for_ns_cache_ttl_seconds(
+    ns: NameServerDaemon, objects: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = count_lookups(ns, monkeypatch)
+    brief = remoteobj.Config(ns_cache_ttl=0.3)
+    for _ in range(10):
+        with remoteobj.Proxy(f"PYRONAME:who.one@{at(ns)}", config=brief) as p:
+            assert p.who() == "one"
+    assert asked == ["who.one"]
+    deadline = time.monotonic() + 0.3
+    wait_for(lambda: time.monotonic() >= deadline, 1.0, message="the TTL to run out")
+    with remoteobj.Proxy(f"PYRONAME:who.one@{at(ns)}", config=brief) as p:
+        assert p.who() == "one"
+    assert asked == ["who.one", "who.one"]
+    for _ in range(3):
+        with remoteobj.Proxy(f"PYRONAME:who.one@{at(ns)}", config=ASK_EVERY_TIME) as p:
+            assert p.who() == "one"
+    assert len(asked) == 5
+    assert str(naming.resolve(f"PYRONAME:who.one@{at(ns)}")) == objects["one"]
+    assert len(asked) == 6  # resolve() itself always asks
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_kept_resolution_that_refuses_is_looked_up_again_at_once(
+    kind: str, ns: NameServerDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = count_lookups(ns, monkeypatch)
+    keep_long = remoteobj.Config(ns_cache_ttl=60)
+    name = f"PYRONAME:who.moving@{at(ns)}"
+
+    def call() -> str:
+        if kind == "sync":
+            with remoteobj.Proxy(name, config=keep_long) as p:
+                return str(p.who())
+
+        async def main() -> str:
+            async with remoteobj.AsyncProxy(name, config=keep_long) as p:
+                return str(await p.who())
+
+        return asyncio.run(main())
+
+    first = remoteobj.Daemon(LOOPBACK, 0)
+    ns.nameserver.register("who.moving", first.register(Who("first"), "who.moving"))
+    served = Served(first)
+    assert call() == "first"
+    served.stop()  # the daemon is gone: its port refuses connections
+    second = remoteobj.Daemon(LOOPBACK, 0)
+    ns.nameserver.register("who.moving", second.register(Who("second"), "who.moving"))
+    served = Served(second)
+    try:
+        assert call() == "second"  # not 60 s later: at once
+        assert asked == ["who.moving", "who.moving"]
+    finally:
+        served.stop()
 
 
 def test_name_server_restart_is_survived(objects: dict[str, str]) -> None:
@@ -149,7 +225,8 @@ def test_async_resolution_reuses_per_loop(
 
     async def main() -> list[str]:
         async def one(name: str) -> str:
-            async with remoteobj.AsyncProxy(f"PYRONAME:who.{name}@{at(ns)}") as p:
+            uri = f"PYRONAME:who.{name}@{at(ns)}"
+            async with remoteobj.AsyncProxy(uri, config=ASK_EVERY_TIME) as p:
                 return str(await p.who())
 
         return await asyncio.gather(*(one(n) for n in ["one", "two"] * 10))
