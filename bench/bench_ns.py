@@ -4,7 +4,10 @@ Measures, for each system with its own name server, daemon and proxies:
 
 - ``lookup()/s``: sequential ``ns.lookup(name)`` calls on one name-server proxy;
 - ``PYRONAME/s``: ``Proxy("PYRONAME:name@host:port")`` creation, first call and
-  release, sequentially (name resolution + connect + handshake + call);
+  release, sequentially (name resolution + connect + handshake + call), with
+  the default configuration (a resolution is reused for ``ns_cache_ttl``, 1 s)
+  and, for reference, with ``ns_cache_ttl=0`` (the name server asked every
+  time, as Pyro5 does);
 - for reference, the same with the target's ``PYRO:`` URI (no name service):
   the part of the PYRONAME cost that is connection set-up, not naming.
 
@@ -152,6 +155,12 @@ def systems(servers: Servers) -> Iterator[dict[str, dict[str, Callable[[], objec
         with remoteobj.Proxy(f"PYRONAME:{NAME}@{HOST}:{our_port}") as p:
             return p.ping()
 
+    ask_every_time = remoteobj.Config(ns_cache_ttl=0)
+
+    def our_pyroname_uncached() -> object:
+        with remoteobj.Proxy(f"PYRONAME:{NAME}@{HOST}:{our_port}", config=ask_every_time) as p:
+            return p.ping()
+
     def their_pyroname() -> object:
         with Pyro5.api.Proxy(f"PYRONAME:{NAME}@{HOST}:{their_port}") as p:
             return p.ping()
@@ -172,6 +181,10 @@ def systems(servers: Servers) -> Iterator[dict[str, dict[str, Callable[[], objec
             },
             "PYRONAME proxy + first call/s": {
                 "remoteobj": our_pyroname,
+                "Pyro5": their_pyroname,
+            },
+            "(ref) PYRONAME, ns_cache_ttl=0/s": {
+                "remoteobj": our_pyroname_uncached,
                 "Pyro5": their_pyroname,
             },
             "(ref) PYRO: proxy + first call/s": {

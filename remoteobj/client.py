@@ -46,6 +46,7 @@ from .errors import (
     SerializeError,
     TimeoutError,
 )
+from .receiving import receive
 from .serializers import (
     DecodeLimits,
     get_serializer,
@@ -508,12 +509,11 @@ class _SyncConnection:
             while (msg := self.reader.next_message()) is None:
                 self._settimeout(max(deadline - time.monotonic(), 0.001))
                 try:
-                    data = self.sock.recv(self.reader.recv_size())
+                    got = receive(self.sock, self.reader)
                 except (BlockingIOError, ssl.SSLWantReadError):  # SO_RCVTIMEO expired
                     raise builtins.TimeoutError from None
-                if not data:
+                if not got:
                     raise ConnectionClosedError("connection closed during the handshake")
-                self.reader.feed(data)
             reply = core.on_connect_reply(msg)
         self.last_used = time.monotonic()
         self._deliver(self._take_buffered())
@@ -524,23 +524,22 @@ class _SyncConnection:
             raise builtins.TimeoutError
         self._settimeout(remaining)
         try:
-            data = self.sock.recv(self.reader.recv_size())
+            got = receive(self.sock, self.reader)
         except (BlockingIOError, ssl.SSLWantReadError):  # SO_RCVTIMEO expired
             raise builtins.TimeoutError from None
-        except OSError as exc:
+        except (ProtocolError, OSError) as exc:
             self.fail(exc)
             return
-        if not data:
+        if not got:
             self.fail(ConnectionResetError("connection closed by the server"))
             return
-        self._deliver(self._take_buffered(data))
+        self._deliver(self._take_buffered())
 
-    def _take_buffered(self, data: bytes = b"") -> list[p.Message]:
-        """Feed ``data``; every complete message in the reader ([] and the connection
-        failed when the bytes are not protocol 502)."""
+    def _take_buffered(self) -> list[p.Message]:
+        """Every complete message in the reader ([] and the connection failed when the
+        bytes are not protocol 502)."""
         msgs = []
         try:
-            self.reader.feed(data)
             while (msg := self.reader.next_message()) is not None:
                 msgs.append(msg)
         except ProtocolError as exc:

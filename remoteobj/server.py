@@ -46,6 +46,7 @@ from . import protocol as p
 from .config import Config
 from .daemon import Call, Daemon, Session
 from .errors import ProtocolError
+from .receiving import receive
 from .tls import server_context
 
 __all__ = ["Server", "listen", "run_loop"]
@@ -463,20 +464,16 @@ class Server:
                 self._loop.remove_reader(conn.fd)
                 conn.loop_reading = False
                 return
+            msgs: list[p.Message] | None
             try:
-                data = conn.sock.recv(conn.reader.recv_size())
+                msgs = self._parse(conn) if receive(conn.sock, conn.reader) else None
             except (BlockingIOError, InterruptedError):
                 return
+            except ProtocolError as exc:
+                self._protocol_error(conn, exc)
+                return
             except OSError:
-                data = b""
-            if not data:
-                msgs: list[p.Message] | None = None
-            else:
-                try:
-                    msgs = self._parse(conn, data)
-                except ProtocolError as exc:
-                    self._protocol_error(conn, exc)
-                    return
+                msgs = None
         if msgs is None:
             self._end_of_input(conn)
             return
@@ -496,10 +493,12 @@ class Server:
             return
         self._close(conn)
 
-    def _parse(self, conn: Connection, data: bytes) -> list[p.Message]:
-        """Feed bytes and take every complete message; counts them in flight. Holds conn.lock."""
+    def _parse(self, conn: Connection, data: bytes = b"") -> list[p.Message]:
+        """Feed bytes (if not fed already) and take every complete message; counts them
+        in flight. Holds conn.lock."""
         reader = conn.reader
-        reader.feed(data)
+        if data:
+            reader.feed(data)
         now = conn.last_active = time.monotonic()
         msgs: list[p.Message] = []
         # Take no more requests than the in-flight limits allow: one recv can hold
@@ -686,7 +685,7 @@ class Server:
                     conn.backlog = BACKLOG  # taken when the connection is below its limits
                 return
             try:
-                msgs = self._parse(conn, b"")
+                msgs = self._parse(conn)
             except ProtocolError as exc:
                 self._protocol_error(conn, exc)
                 return
@@ -819,20 +818,19 @@ class Server:
                     self._release(conn)
                     return None
                 try:
-                    data = conn.sock.recv(conn.reader.recv_size())
+                    got = receive(conn.sock, conn.reader)
+                    msgs = self._parse(conn) if got else []
                 except (BlockingIOError, InterruptedError):
                     continue
-                except OSError:
-                    data = b""
-                if not data:
-                    conn.closing = True
-                    self._release(conn)
-                    return None
-                try:
-                    msgs = self._parse(conn, data)
                 except ProtocolError as exc:
                     self._release(conn)
                     self._to_loop(self._protocol_error_locked, conn, exc)
+                    return None
+                except OSError:
+                    got = 0
+                if not got:
+                    conn.closing = True
+                    self._release(conn)
                     return None
                 if not msgs:
                     if conn.backlog:  # complete requests, but over a limit: the loop's job

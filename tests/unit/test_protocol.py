@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -251,3 +252,81 @@ def test_recv_size_asks_for_the_rest_of_a_big_frame_but_not_more_than_a_mib() ->
     reader.feed(big[:100])
     assert reader.next_message() is None
     assert reader.recv_size() == p.LARGE_READ
+
+
+# --- large bodies received in place (fill) ------------------------------------------------
+
+BIG_LIMIT = 8 * 1024 * 1024
+
+
+def pieces(data: bytes, sizes: list[int]) -> Callable[[memoryview], int]:
+    """A fake ``recv_into`` handing out ``data`` in pieces of the given sizes (then 64 KiB)."""
+    pos = 0
+    calls = iter(sizes)
+
+    def recv_into(view: memoryview) -> int:
+        nonlocal pos
+        n = min(len(view), next(calls, 65536), len(data) - pos)
+        view[:n] = data[pos : pos + n]
+        pos += n
+        return n
+
+    return recv_into
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(p.IN_PLACE_BODY, p.IN_PLACE_BODY + 3 * p.LARGE_READ),
+    first=st.integers(p.HEADER_SIZE, 4096),
+    sizes=st.lists(st.integers(1, 400_000), max_size=20),
+    annotations=st.dictionaries(st.sampled_from(["CORR", "ABCD"]), st.binary(max_size=20)),
+)
+def test_a_large_body_filled_in_place_in_any_pieces_is_the_same_message(
+    size: int, first: int, sizes: list[int], annotations: dict[str, bytes]
+) -> None:
+    payload = bytes(range(256)) * (size // 256) + b"!" * (size % 256)
+    msg = p.Message(p.MSG_INVOKE, 4, 9, payload, annotations=annotations)
+    frame = p.encode(msg)
+    reader = p.MessageReader(BIG_LIMIT)
+    reader.feed(frame[:first])  # what a first small read gets: the header and a bit
+    assert reader.next_message() is None
+    assert reader.in_body
+    recv_into = pieces(frame[first:], sizes)
+    while (got := reader.next_message()) is None:
+        assert reader.in_body
+        assert reader.fill(recv_into) > 0
+    assert got == msg
+    assert (reader.in_frame, reader.in_body) == (False, False)
+    after = p.Message(p.MSG_RESULT, 4, 10, b"next")
+    reader.feed(p.encode(after))
+    assert reader.next_message() == after
+
+
+def test_feeding_works_in_body_mode_too_and_the_next_frame_may_come_in_the_same_chunk() -> None:
+    payload = b"y" * (p.IN_PLACE_BODY + 10)
+    stream = p.encode(p.Message(p.MSG_RESULT, 1, 1, payload)) + p.encode(
+        p.Message(p.MSG_RESULT, 1, 2, b"small")
+    )
+    messages = read_all(stream, chunk=70_000, limit=BIG_LIMIT)
+    assert [m.data for m in messages] == [payload, b"small"]
+
+
+def test_a_frame_announced_huge_but_sent_slowly_holds_no_more_than_one_large_read() -> None:
+    reader = p.MessageReader(64 * 1024 * 1024)
+    frame_head = p.encode(p.Message(p.MSG_INVOKE, 1, 1, b"z" * (60 * 1024 * 1024)))[:100]
+    reader.feed(frame_head)
+    assert reader.next_message() is None and reader.in_body
+    for _ in range(3):
+        reader.fill(lambda view: (view.__setitem__(slice(0, 10), b"z" * 10), 10)[1])
+    assert reader.buffered == 100 - p.HEADER_SIZE + 30
+    assert len(reader._body or b"") <= 100 + p.SMALL_READ  # what arrived, and room to read on
+
+
+def test_garbage_right_after_a_large_body_is_refused() -> None:
+    frame = p.encode(p.Message(p.MSG_RESULT, 1, 1, b"w" * p.IN_PLACE_BODY))
+    reader = p.MessageReader(BIG_LIMIT)
+    reader.feed(frame[:1000])
+    assert reader.next_message() is None and reader.in_body
+    reader.feed(frame[1000:] + b"GET / HTTP/1.1\r\n")
+    with pytest.raises(ProtocolError, match="not a Pyro protocol message"):
+        reader.next_message()
