@@ -1181,7 +1181,10 @@ def _s_atom(token: str) -> Any:
     if first in "bB" and len(token) > 2 and token[1] in "'\"":
         if not token.isascii() or not _S_BYTES_ESCAPES.issuperset(_ESCAPE_RE.findall(token)):
             raise _NotFast
-        return ast.literal_eval(token)  # a single bytes token: no syntax tree to speak of
+        try:
+            return ast.literal_eval(token)  # a single bytes token: no syntax tree to speak of
+        except SyntaxError:  # b'\x4': a broken escape, for literal_eval to report
+            raise _NotFast from None
     if not token.isascii():
         raise _NotFast
     if token[-1] in "jJ":
@@ -1202,29 +1205,193 @@ def _s_atom(token: str) -> Any:
     return _s_number(token)
 
 
-def _structure(text: str) -> int:
+def _structure(text: str, start: int = 0, end: int | None = None) -> int:
     """Commas and opening brackets: the element count the budget is about."""
-    return text.count(",") + text.count("(") + text.count("[") + text.count("{")
+    return (
+        text.count(",", start, end)
+        + text.count("(", start, end)
+        + text.count("[", start, end)
+        + text.count("{", start, end)
+    )
 
 
-def _serpent_parse(body: str, max_elements: int, max_nesting: int) -> Any:
-    """Parse serpent's literal subset; raise _NotFast for anything else.
+# Bodies from this size on are tokenized around their string literals. Once
+# that many strings averaged fewer characters than this, the rest goes to one
+# findall: below ~150 characters a string costs the regex less than Python.
+# (Variables, not constants: tests send small bodies through each path.)
+_S_HYBRID_MIN = 64 * 1024
+_S_HYBRID_STRINGS = 64
+_S_HYBRID_AVERAGE = 160
+
+
+def _s_findall(text: str, pos: int, budget: int, max_elements: int) -> list[str]:
+    """``_S_TOKEN.findall(text, pos)``, refused first if ``budget`` structure
+    characters outside strings would not suffice (counting is ~50x cheaper)."""
+    if len(text) - pos > budget and _structure(text, pos) > budget:
+        skeleton = _S_STRINGS.sub("", text[pos:] if pos else text)
+        if _structure(skeleton) > budget:
+            raise _too_many(max_elements)
+    tokens: list[str] = _S_TOKEN.findall(text, pos)
+    return tokens
+
+
+def _s_tokens(text: str, pos: int, max_elements: int, cuts: list[str]) -> list[str]:
+    """``_S_TOKEN.findall(text, pos)``; MessageTooComplexError rather than building
+    the tokens of more than ``max_elements`` commas and brackets (outside strings).
+
+    Big bodies skip over their string literals with ``str.find`` (memchr speed)
+    and run the regex only on the text between them, which it walks ~100x more
+    slowly: a 1 MiB base64 argument is one string. The tokens are findall's: a
+    quote-free stretch tokenizes alone as it does in the whole, but for trailing
+    blanks (skipped before the string instead) and a ``b`` prefix (joined to it);
+    a string spanning a backslash or a line end is the regex's to match. Plain
+    strings are cut out (without their quotes, appended to ``cuts``) and stand
+    as their bare opening quote in the tokens; the regex's own bare quotes (an
+    unterminated string) come only after the last cut. Once the strings prove
+    short on average, the rest of the body goes to one findall.
+    """
+    size = len(text)
+    if size - pos < _S_HYBRID_MIN:
+        return _s_findall(text, pos, max_elements, max_elements)
+    find = text.find
+    findall = _S_TOKEN.findall
+    blanks = _BLANKS
+    tokens: list[str] = []
+    append = tokens.append
+    cut = cuts.append
+    # Structure left in the budget: at first an upper bound (stretch lengths,
+    # not counted), exact once that runs out (then every stretch is counted).
+    slack = max_elements
+    exact = False
+    strings = chars = 0
+    # The next ' and " at or after pos, and the next backslash, LF and CR after
+    # the last string's start (special: the first of these three); size when
+    # there is none left, never searched for again.
+    single = double = backslash = newline = linefeed = special = -1
+    while True:
+        if single < pos:
+            single = find("'", pos)
+            if single < 0:
+                single = size
+        if double < pos:
+            double = find('"', pos)
+            if double < 0:
+                double = size
+        quote = single if single < double else double
+        start = quote
+        length = quote - pos
+        if length:
+            if exact:
+                slack -= _structure(text, pos, quote)
+            elif length <= slack:
+                slack -= length
+            else:
+                slack = max_elements - _structure(text, pos, quote) - _s_counted(tokens)
+                exact = True
+            if slack < 0:
+                raise _too_many(max_elements)
+            if length == 1 and quote < size:  # "," or ":" between strings: no regex
+                last = text[pos]
+                if last in {"b", "B"}:
+                    start -= 1
+                elif last not in blanks:
+                    append(last)
+            else:
+                segment: list[str] = findall(text, pos, quote)
+                if quote < size:
+                    last = segment[-1]
+                    if last in blanks:
+                        segment.pop()  # the regex's last resort at the stretch's end
+                    elif last in {"b", "B"}:
+                        segment.pop()
+                        start -= 1
+                if len(segment) > len(tokens):  # the fewer references to copy
+                    segment[:0] = tokens
+                    tokens = segment
+                    append = tokens.append
+                else:
+                    tokens += segment
+        if quote == size:
+            return tokens
+        mark = text[quote]
+        close = find(mark, quote + 1)
+        if close < 0:
+            close = size
+        if mark == "'":
+            single = close
+        else:
+            double = close
+        if special <= quote:
+            if backslash <= quote:
+                backslash = find("\\", quote + 1)
+                if backslash < 0:
+                    backslash = size
+            if newline <= quote:
+                newline = find("\n", quote + 1)
+                if newline < 0:
+                    newline = size
+            if linefeed <= quote:
+                linefeed = find("\r", quote + 1)
+                if linefeed < 0:
+                    linefeed = size
+            special = min(backslash, newline, linefeed)
+        if close < special:
+            pos = close + 1
+            if start == quote:
+                append(mark)
+                cut(text[quote + 1 : close])
+            else:
+                append(text[start:pos])
+        else:
+            match = _S_TOKEN.match(text, start)
+            if match is None:  # pragma: no cover - "." matches any character
+                raise _NotFast
+            token: str = match[1]
+            if len(token) == 1:  # a bare quote: no more cuts, or it would read as one
+                pos = start
+                break
+            pos = match.end()
+            append(token)
+        strings += 1
+        chars += pos - start
+        if strings >= _S_HYBRID_STRINGS and chars < strings * _S_HYBRID_AVERAGE:
+            break
+    # The rest in one findall, within what the budget has left.
+    if not exact:
+        slack = max_elements - _s_counted(tokens)
+    rest = _s_findall(text, pos, slack, max_elements)
+    rest[:0] = tokens
+    return rest
+
+
+def _s_counted(tokens: list[str]) -> int:
+    """The structure among tokens: what the budget counts."""
+    return tokens.count(",") + tokens.count("(") + tokens.count("[") + tokens.count("{")
+
+
+def _serpent_parse(
+    text: str, max_elements: int, max_nesting: int, start: int = 0
+) -> tuple[Any, bool]:
+    """Parse serpent's literal subset from ``text[start:]``; raise _NotFast for
+    anything else. Also says whether a dict with a ``__class__`` key was built.
 
     Budgets are exact here: elements are counted on real tokens (commas and
     brackets inside strings do not count) and depth is the container stack.
     """
-    if not body or body[0] in _BLANKS or body[-1] in _BLANKS:
+    if start >= len(text) or text[start] in _BLANKS or text[-1] in _BLANKS:
         raise _NotFast  # leading/trailing blank lines carry indentation rules
-    if len(body) > max_elements and _structure(body) > max_elements:
-        # Refused before tokenizing: counting is ~50x cheaper than building tokens.
-        skeleton = _S_STRINGS.sub("", body)
-        if _structure(skeleton) > max_elements:
-            raise _too_many(max_elements)
-    tokens: list[str] = _S_TOKEN.findall(body)
-    if len(tokens) > max_elements:
-        count = tokens.count(",") + tokens.count("(") + tokens.count("[") + tokens.count("{")
-        if count > max_elements:
-            raise _too_many(max_elements)
+    size = len(text) - start
+    if size < _S_HYBRID_MIN and size <= max_elements:  # most bodies: nothing to refuse early
+        tokens: list[str] = _S_TOKEN.findall(text, start)
+        cuts: Sequence[str] = ()
+    else:
+        cut_out: list[str] = []
+        tokens = _s_tokens(text, start, max_elements, cut_out)
+        cuts = cut_out
+    if len(tokens) > max_elements and _s_counted(tokens) > max_elements:
+        raise _too_many(max_elements)
+    cut = 0
+    classes = False
     stack: list[tuple[str, list[Any], int]] = []
     kind = ""  # "" at the top level, else the open bracket
     items: list[Any] = []
@@ -1235,10 +1402,14 @@ def _serpent_parse(body: str, max_elements: int, max_nesting: int) -> Any:
         first = token[0]
         if first in {"'", '"'}:
             if len(token) == 1:
-                raise _NotFast  # an unterminated string
-            value = token[1:-1]
-            if "\\" in value:
-                value = _unescape(value)
+                if cut == len(cuts):
+                    raise _NotFast  # an unterminated string
+                value = cuts[cut]  # a plain string, cut out by the tokenizer
+                cut += 1
+            else:
+                value = token[1:-1]
+                if "\\" in value:
+                    value = _unescape(value)
         elif first == ",":
             if after != _VALUE or not kind:
                 raise _NotFast
@@ -1280,6 +1451,8 @@ def _serpent_parse(body: str, max_elements: int, max_nesting: int) -> Any:
                     if len(items) & 1:
                         raise _NotFast
                     value = dict(zip(items[::2], items[1::2], strict=True))
+                    if "__class__" in value:
+                        classes = True
                 elif items:
                     value = set(items)
                 else:
@@ -1305,7 +1478,7 @@ def _serpent_parse(body: str, max_elements: int, max_nesting: int) -> Any:
         after = _VALUE
     if kind or len(items) != 1:
         raise _NotFast
-    return items[0]
+    return items[0], classes
 
 
 class SerpentSerializer(Serializer):
@@ -1357,18 +1530,20 @@ class SerpentSerializer(Serializer):
             raise SerializeError("serpent data is not valid UTF-8") from None
         if "\x00" in text:
             raise SerializeError("serpent data contains NUL characters")
-        body = text
+        start = 0
         if text.startswith("#"):
             # The header line ("# serpent utf-8 python3.2" from Pyro5; other
             # implementations write other versions) is a comment: skip it.
-            body = text[text.find("\n") + 1 :] if "\n" in text else ""
+            start = text.find("\n") + 1 or len(text)
         try:
-            value = _serpent_parse(body, limits.max_elements, limits.max_nesting)
+            return _serpent_parse(text, limits.max_elements, limits.max_nesting, start)
         except MessageTooComplexError:
             raise
         except Exception:
             value = self._literal_eval(text, len(data), limits)
-        return value, "__class__" in text
+        # A key spelled with escapes or split over adjacent literals is still
+        # "__class__", but needs a "_" or a backslash somewhere in the text.
+        return value, "_" in text or "\\" in text
 
     @staticmethod
     def _literal_eval(text: str, size: int, limits: DecodeLimits) -> Any:

@@ -7,6 +7,7 @@ so these tests pin byte-compatibility with the real thing, not with a copy.
 from __future__ import annotations
 
 import ast
+import base64
 import collections
 import contextlib
 import datetime
@@ -14,8 +15,11 @@ import decimal
 import enum
 import marshal
 import math
+import random
+import re
 import sqlite3
 import struct
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -698,6 +702,12 @@ def test_call_round_trip(name: str, data: st.DataObject) -> None:
 # The fast serpent parser agrees with ast.literal_eval
 # =============================================================================
 
+# Long strings cheaply: a short text repeated (quotes, backslashes and line ends included).
+_long_texts = st.tuples(
+    st.text(st.sampled_from("ab'\"\\\n\r\t\x00é€😀_,([{") | st.characters(), max_size=6),
+    st.integers(0, 300),
+).map(lambda parts: parts[0] * parts[1])
+
 _serpent_values = st.recursive(
     st.one_of(
         st.none(),
@@ -706,7 +716,9 @@ _serpent_values = st.recursive(
         st.floats(),
         st.complex_numbers(),
         st.text(),
+        _long_texts,
         st.binary(max_size=10),
+        st.binary(min_size=100, max_size=400),
     ),
     lambda children: st.one_of(
         st.lists(children, max_size=4),
@@ -718,19 +730,60 @@ _serpent_values = st.recursive(
 )
 
 
+# How _serpent_parse tokenizes: (body size from which strings are skipped with
+# str.find, strings after which it may switch to plain findall, average length
+# under which it does). "plain": the regex alone; "hybrid": find for every
+# string; "switching": plain findall again after two strings.
+_TOKENIZERS = {
+    "plain": (10**12, 64, 160),
+    "hybrid": (0, 10**12, 0),
+    "switching": (0, 2, 10**12),
+    "default": (
+        serializers._S_HYBRID_MIN,
+        serializers._S_HYBRID_STRINGS,
+        serializers._S_HYBRID_AVERAGE,
+    ),
+}
+
+
+@contextlib.contextmanager
+def _tokenizer(mode: str | tuple[int, int, int]) -> Iterator[None]:
+    values = _TOKENIZERS[mode] if isinstance(mode, str) else mode
+    names = ("_S_HYBRID_MIN", "_S_HYBRID_STRINGS", "_S_HYBRID_AVERAGE")
+    with pytest.MonkeyPatch.context() as patch:
+        for attribute, setting in zip(names, values, strict=True):
+            patch.setattr(serializers, attribute, setting)
+        yield
+
+
+def _holds_class_dict(value: Any) -> bool:
+    """Whether a dict with a "__class__" key is anywhere in ``value``: has_class must say so."""
+    if isinstance(value, dict):
+        return "__class__" in value or any(map(_holds_class_dict, value.values()))
+    if isinstance(value, list | tuple):
+        return any(map(_holds_class_dict, value))
+    return False
+
+
+@pytest.mark.parametrize("tokenizer", ["plain", "hybrid", "switching"])
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(_serpent_values, st.booleans(), st.booleans())
 @example(["a\\b", "c'd\"e", "\n", "\x00", "\u20ac", "\U0001f600"], False, False)
+@example(["x" * 300, "it's" * 100, 'say "hi"' * 50, b"\x00b'" * 60, "\\" * 200], True, True)
 def test_fast_serpent_parser_agrees_with_serpent(
-    value: Any, indent: bool, bytes_repr: bool
+    tokenizer: str, value: Any, indent: bool, bytes_repr: bool
 ) -> None:
-    """Whatever serpent writes (any options), we read exactly as serpent.loads does."""
+    """Whatever serpent writes (any options), we read exactly as serpent.loads does,
+    however the body is tokenized."""
     data = serpent.dumps(value, indent=indent, module_in_classname=True, bytes_repr=bytes_repr)
     expected = serpent.loads(data)
-    assert strict_equal(get_serializer("serpent").loads(data), _serpent_classes(expected))
-    # ...and the fast path took it: no fallback needed for serpent's own output.
-    text = data.decode("utf-8")[len(HEADER) :]
-    assert strict_equal(serializers._serpent_parse(text, 10**6, 200), expected)
+    with _tokenizer(tokenizer):
+        assert strict_equal(get_serializer("serpent").loads(data), _serpent_classes(expected))
+        # ...and the fast path took it: no fallback needed for serpent's own output.
+        text = data.decode("utf-8")
+        fast, classes = serializers._serpent_parse(text, 10**6, 200, len(HEADER))
+    assert strict_equal(fast, expected)
+    assert classes == _holds_class_dict(expected)
 
 
 def _serpent_classes(value: Any) -> Any:
@@ -787,26 +840,39 @@ _SOUP = [
     "'",
     "é",
     "\xa0",
+    "b",
+    "B",
+    "'a\\'b'",
+    '"it\'s"',
+    "'say \"hi\"'",
+    "'a\nb'",
+    "'a\rb'",
+    "'" + "s" * 20 + "'",
 ]
 
 
+@pytest.mark.parametrize("tokenizer", ["plain", "hybrid", "switching"])
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=1000)
 @given(st.lists(st.sampled_from(_SOUP), max_size=12))
 @example(["(", "1", ")"])
 @example(["{", "1", ":", "2", ",", "}"])
 @example(["'a'", " ", "'b'"])
 @example(["(", "1", "+", "2", ")"])
-def test_fast_serpent_parser_is_sound(tokens: list[str]) -> None:
+@example(["[", "b", "'a'", ",", "B", '"b"', "]"])
+@example(["(", "'a\nb'", ",", "'a'", ")"])
+def test_fast_serpent_parser_is_sound(tokenizer: str, tokens: list[str]) -> None:
     """When the fast parser accepts text, literal_eval accepts it with the same value."""
     text = "".join(tokens)
     try:
-        fast = serializers._serpent_parse(text, 10**6, 200)
+        with _tokenizer(tokenizer):
+            fast, classes = serializers._serpent_parse(text, 10**6, 200)
     except serializers._NotFast:
         return
     except (ValueError, TypeError):
         return  # the caller falls back to literal_eval for these too
     expected = ast.literal_eval(text)
     assert strict_equal(fast, expected), text
+    assert classes == _holds_class_dict(expected), text
 
 
 def test_fallback_handles_literals_outside_the_fast_subset() -> None:
@@ -817,6 +883,369 @@ def test_fallback_handles_literals_outside_the_fast_subset() -> None:
     assert ser.loads(b"1_000") == 1000
     assert ser.loads(b"set()") == set()
     assert ser.loads(b"'\\101'") == "A"
+
+
+# =============================================================================
+# Big bodies: string literals skipped with str.find, not walked by the regex
+# =============================================================================
+
+_BLOB = bytes(random.Random(7).getrandbits(8) for _ in range(2**20))
+_LONG = "x" * 70_000  # a body holding it is past the size that skips strings
+
+
+class _RegexSpy:
+    """Stands for _S_TOKEN: counts the characters the tokenizer regex is run over
+    and the tokens it returns."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self.walked = self.tokens = 0
+
+    def findall(self, text: str, pos: int = 0, endpos: int = sys.maxsize) -> list[Any]:
+        found = self.pattern.findall(text, pos, endpos)
+        self.walked += min(endpos, len(text)) - pos
+        self.tokens += len(found)
+        return found
+
+    def match(self, text: str, pos: int = 0, endpos: int = sys.maxsize) -> re.Match[str] | None:
+        found = self.pattern.match(text, pos, endpos)
+        if found is not None:
+            self.walked += found.end() - pos
+            self.tokens += 1
+        return found
+
+
+@contextlib.contextmanager
+def _spy_on_the_regex() -> Iterator[_RegexSpy]:
+    spy = _RegexSpy(serializers._S_TOKEN)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(serializers, "_S_TOKEN", spy)
+        yield spy
+
+
+def test_one_mib_bytes_travel_as_pyro5_base64_and_decode_as_serpent_does() -> None:
+    ser = get_serializer("serpent")
+    data = ser.dumps(_BLOB)
+    assert data == pyro("serpent").dumps(_BLOB)
+    assert data.startswith(HEADER + b"{'data': '")
+    expected = serpent.loads(data)
+    assert expected == {"data": base64.b64encode(_BLOB).decode(), "encoding": "base64"}
+    decoded = ser.loads(data)
+    assert strict_equal(decoded, expected)
+    assert strict_equal(decoded, pyro("serpent").loads(data))
+    assert serpent.tobytes(decoded) == _BLOB
+
+
+_BIG_ARGUMENTS = {
+    "bytes": _BLOB,
+    "str": "x" * 2**20,
+    "single quotes inside": "it's " * 200_000,
+    "both quotes inside": 'it\'s "so" ' * 100_000,
+    "escapes": "line\n\ttab\\ \x00\x7f" * 70_000,
+    "unicode": "é€😀" * 300_000,
+    "commas and brackets": ",([{" * 300_000,
+    "many long strings": ["y" * 8192] * 200,
+}
+
+
+@pytest.mark.parametrize("arg", list(_BIG_ARGUMENTS.values()), ids=list(_BIG_ARGUMENTS))
+def test_big_calls_decode_exactly_as_serpent(arg: Any) -> None:
+    ser = get_serializer("serpent")
+    args, kwargs = (arg, "tail", [1, {"k": arg}]), {"kw": arg}
+    data = ser.dumps_call("obj", "method", args, kwargs)
+    assert data == pyro("serpent").dumpsCall("obj", "method", args, kwargs)
+    expected = serpent.loads(data)
+    assert strict_equal(ser.loads_call(data), expected)
+    assert strict_equal(ser.loads_call(data), pyro("serpent").loadsCall(data))
+
+
+@pytest.mark.parametrize(
+    "arg",
+    [_BLOB, "x" * 2**20, "it's " * 200_000, 'say "hi" ' * 100_000, "é€😀" * 300_000],
+    ids=["bytes", "str", "double quoted", "single quoted", "unicode"],
+)
+def test_long_string_literals_are_skipped_not_walked_by_the_regex(arg: Any) -> None:
+    ser = get_serializer("serpent")
+    payloads = [ser.dumps(arg), ser.dumps_call("obj", "method", (arg,), {"kw": 1})]
+    for data in payloads:
+        with _spy_on_the_regex() as spy:
+            ser.loads(data)
+        assert spy.walked < 100
+
+
+class _CountingText(str):
+    """A body that counts the characters its str.find calls scan."""
+
+    scanned = 0
+
+    def find(self, sub: str, start: int | None = None, end: int | None = None) -> int:  # type: ignore[override]
+        found = super().find(sub, start, end)
+        begin = 0 if start is None else start
+        stop = len(self) if end is None else min(end, len(self))
+        self.scanned += (found + len(sub) if found >= 0 else stop) - begin
+        return found
+
+
+@pytest.mark.parametrize(
+    ("item", "tail"),
+    [
+        ("y" * 200, ""),
+        ('say "y"' * 30, ""),
+        ("it's" * 50, ""),
+        ("y" * 200, '"\\\n\r'),
+    ],
+    ids=["one quote kind", "other kind inside", "double quoted", "specials at the end only"],
+)
+def test_many_long_strings_decode_in_linear_time(item: str, tail: str) -> None:
+    """No quote kind, backslash or line end is searched for again from each string:
+    str.find scans each character a few times at most, however many strings."""
+    value = [item] * 2_000
+    data = get_serializer("serpent").dumps(value)[:-1] + f",{tail!r}]".encode()
+    text = _CountingText(data.decode())
+    assert serializers._serpent_parse(text, 10**6, 200, len(HEADER)) == ([*value, tail], False)
+    assert text.scanned < 6 * len(text)
+
+
+def test_big_bytes_literals_keep_their_prefix() -> None:
+    value = [b"\x00b'\"" * 30_000, b"plain" * 20_000, "s" * 70_000, (b"B",)]
+    data = serpent.dumps(value, bytes_repr=True)
+    assert b"b'plain" in data
+    assert strict_equal(get_serializer("serpent").loads(data), serpent.loads(data))
+    uppercase = HEADER + b"[B'" + b"x" * 70_000 + b'\', b"y"]'
+    assert get_serializer("serpent").loads(uppercase) == [b"x" * 70_000, b"y"]
+
+
+def _hybrid_tokens(text: str, pos: int) -> list[str]:
+    """_s_tokens' tokens with the strings it cut out put back: findall's, then."""
+    cuts: list[str] = []
+    tokens = serializers._s_tokens(text, pos, 10**9, cuts)
+    rebuilt, used = [], 0
+    for token in tokens:
+        if token in {"'", '"'} and used < len(cuts):
+            rebuilt.append(token + cuts[used] + token)
+            used += 1
+        else:
+            rebuilt.append(token)
+    assert used == len(cuts)
+    return rebuilt
+
+
+_STRING_SOUP = [
+    *"()[]{},:",
+    "1",
+    "-2.5",
+    "x",
+    "b",
+    "B",
+    "rb",
+    "u",
+    " ",
+    "\n",
+    "\r",
+    "\t",
+    "\v",
+    "\\",
+    "\\\n",
+    "\\\r",
+    "'",
+    '"',
+    "''",
+    '""',
+    "'a'",
+    '"a"',
+    "'a\"b'",
+    '"a\'b"',
+    "'a\\'b'",
+    '"a\\"b"',
+    "'\\\\'",
+    "'a\\nb'",
+    "'\\x41'",
+    "'é€😀'",
+    "'a\nb'",
+    "'a\rb'",
+    "'a\\\nb'",
+    "'a\\\rb'",
+    "'" + "L" * 40 + "'",
+    '"' + "Q" * 30 + '"',
+    "'__class__'",
+    "#",
+    "\x00",
+]
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=500)
+@given(
+    st.lists(st.sampled_from(_STRING_SOUP), max_size=40),
+    st.sampled_from(["", "# serpent utf-8 python3.2\n", "  ", "'x'"]),
+    st.sampled_from([1, 2, 3, 10**6]),
+    st.sampled_from([0, 5, 160, 10**6]),
+)
+@example(["'a'", "b", "'a'", " ", "b", "'a'", "b"], "", 10**6, 0)
+@example(["b", " ", "'a'", ",", "b", "'a\\nb'", "B", "'"], "", 10**6, 0)
+def test_hybrid_tokens_are_the_regex_tokens(
+    pieces: list[str], prefix: str, strings: int, average: int
+) -> None:
+    """Skipping strings with str.find yields exactly _S_TOKEN.findall's tokens."""
+    text = prefix + "".join(pieces)
+    with _tokenizer((0, strings, average)):
+        assert _hybrid_tokens(text, len(prefix)) == serializers._S_TOKEN.findall(text, len(prefix))
+
+
+def _parse_outcome(text: str, max_elements: int, max_nesting: int) -> Any:
+    try:
+        value, classes = serializers._serpent_parse(text, max_elements, max_nesting)
+    except Exception as err:
+        return type(err).__name__, str(err)
+    return "parsed", value, classes
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=500)
+@given(
+    st.lists(st.sampled_from(_STRING_SOUP + _SOUP), max_size=40)
+    | _serpent_values.map(lambda value: serpent.dumps(value).decode()[len(HEADER) :]),
+    st.sampled_from([1, 2, 3, 10**6]),
+    st.sampled_from([0, 5, 160, 10**6]),
+    st.integers(0, 12),
+    st.integers(0, 4),
+)
+def test_hybrid_parse_agrees_with_the_plain_parse(
+    body: list[str] | str, strings: int, average: int, max_elements: int, max_nesting: int
+) -> None:
+    """Same values, same refusals, same budget errors, in every tokenizer setting."""
+    text = body if isinstance(body, str) else "".join(body)
+    with _tokenizer("plain"):
+        expected = _parse_outcome(text, max_elements, max_nesting)
+    with _tokenizer((0, strings, average)):
+        got = _parse_outcome(text, max_elements, max_nesting)
+    assert strict_equal(got, expected), text
+
+
+def _budget_bodies(n: int) -> dict[str, str]:
+    """Big bodies (past the size that skips strings) holding n more elements."""
+    ints = ",".join(map(str, range(n)))
+    many = ",".join(["'s'"] * 70)
+    return {
+        "long string first": f"['{_LONG}',{ints}]",
+        "long string last": f"[{ints},'{_LONG}']",
+        "after many short strings": f"[{many},'{_LONG}',{ints}]",
+        "structure inside strings": f"['{_LONG}',{ints},'{',([{' * 20_000}']",
+        "between long strings": f"['{_LONG}',"
+        + ",".join(f"'{_LONG[:300]}',{i}" for i in range(n))
+        + "]",
+    }
+
+
+def test_big_bodies_keep_the_element_budget_exactly() -> None:
+    limits = DecodeLimits(max_elements=100, max_nesting=5)
+    ser = get_serializer("serpent")
+    for name in _budget_bodies(0):
+        outcomes = []
+        for n in range(1, 120):
+            body = _budget_bodies(n)[name]
+            assert len(body) > serializers._S_HYBRID_MIN
+            with _tokenizer("plain"):
+                expected = _parse_outcome(body, *limits)
+            got = _parse_outcome(body, *limits)
+            assert strict_equal(got, expected), (name, n)
+            assert got[0] in {"parsed", "MessageTooComplexError"}, (name, n)
+            try:
+                outcomes.append(ser.loads(HEADER + body.encode(), limits) is not None)
+            except MessageTooComplexError:
+                outcomes.append(False)
+            assert outcomes[-1] == (got[0] == "parsed")
+        # Accepted up to the budget, refused from one element past it.
+        assert outcomes[0] and not outcomes[-1], name
+        assert outcomes == sorted(outcomes, reverse=True), name
+
+
+def test_big_bodies_keep_the_nesting_budget_exactly() -> None:
+    limits = DecodeLimits(max_elements=100, max_nesting=5)
+    ser = get_serializer("serpent")
+    ok = HEADER + ("[" * 5 + f"'{_LONG}'" + "]" * 5).encode()
+    deep = HEADER + ("[" * 6 + f"'{_LONG}'" + "]" * 6).encode()
+    expected: Any = [_LONG]
+    for _ in range(4):
+        expected = [expected]
+    assert ser.loads(ok, limits) == expected
+    with pytest.raises(MessageTooComplexError, match="deeper than 5"):
+        ser.loads(deep, limits)
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "",
+        f"'{_LONG}',",
+        "'s'," * 70,
+        f"'{_LONG}'," + "'s'," * 70,
+        f"'{_LONG[:300]}',1,1,1,1,1,1,1,1,1,1," * 20_000,
+    ],
+    ids=["no strings", "long string", "short strings", "both", "between long strings"],
+)
+def test_over_budget_big_bodies_are_refused_before_their_tokens_are_built(prefix: str) -> None:
+    data = HEADER + ("[" + prefix + "1," * 5_000_000 + "1]").encode()
+    assert len(data) > 10_000_000
+    start = time.perf_counter()
+    with _spy_on_the_regex() as spy, pytest.raises(MessageTooComplexError, match="100000"):
+        get_serializer("serpent").loads(data)
+    assert time.perf_counter() - start < 0.5
+    # At most the tokens of what fits in the budget: never the 10 million there are.
+    assert spy.tokens < 3 * DEFAULT_LIMITS.max_elements
+
+
+_CLASS_KEYS_FAST = ["'__class__'", '"__class__"', "'\\x5f_class__'", "'\\u005f\\x5Fclass__'"]
+_CLASS_KEYS_FALLBACK = [
+    "'__cla' 'ss__'",
+    "'\\N{LOW LINE}_class__'",
+    "'\\137_class__'",
+    "u'__class__'",
+]
+
+
+@pytest.mark.parametrize("key", _CLASS_KEYS_FAST + _CLASS_KEYS_FALLBACK)
+@pytest.mark.parametrize("filler", ["'x'", f"'{_LONG}'"], ids=["small", "big"])
+def test_class_dicts_are_always_reported_however_their_key_is_spelled(
+    key: str, filler: str
+) -> None:
+    data = HEADER + f"({filler}, [{{{key}: 'mymod.X', 'v': 1}}])".encode()
+    ser = get_serializer("serpent")
+    if len(data) > DEFAULT_LIMITS.max_elements and key in _CLASS_KEYS_FALLBACK:
+        return  # no literal_eval for bodies that big: refused whatever they hold
+    value, has_class = ser._decode(data, DEFAULT_LIMITS)
+    assert _holds_class_dict(value)
+    assert has_class
+    # So the class dict meets the allow-list, as in Pyro5.
+    with pytest.raises(Pyro5.errors.SerializeError, match="unsupported serialized class"):
+        pyro("serpent").loads(data)
+    with pytest.raises(SerializeError, match="unsupported serialized class"):
+        ser.loads(data)
+
+
+_class_values = st.recursive(
+    st.none() | st.integers() | st.text(max_size=12) | _long_texts | st.floats(),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=4).map(tuple),
+        st.dictionaries(
+            st.sampled_from(["__class__", "_", "__class_", "x"]) | st.text(max_size=3),
+            children,
+            max_size=4,
+        ),
+    ),
+    max_leaves=20,
+)
+
+
+@pytest.mark.parametrize("tokenizer", ["plain", "hybrid", "switching"])
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(_class_values, st.booleans())
+def test_has_class_is_never_falsely_negative(tokenizer: str, value: Any, indent: bool) -> None:
+    data = serpent.dumps(value, indent=indent)
+    with _tokenizer(tokenizer):
+        decoded, has_class = get_serializer("serpent")._decode(data, DEFAULT_LIMITS)
+    assert strict_equal(decoded, serpent.loads(data))
+    # Exact on serpent's own output: a false positive would only cost a walk.
+    assert has_class == _holds_class_dict(decoded)
 
 
 # =============================================================================
