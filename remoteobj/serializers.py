@@ -108,7 +108,9 @@ ClassToDict = Callable[[Any], dict[str, Any]]
 #: Rebuilds an object from ``(classname, dict)``.
 DictToClass = Callable[[str, dict[str, Any]], Any]
 # Writes a value as serpent text: (value, output pieces, nesting level).
-_Writer = Callable[[Any, list[str], int], None]
+#: serpent text being written: str pieces, and the bytes of big base64 runs (see _s_bytes).
+_Pieces = list[str | bytes]
+_Writer = Callable[[Any, _Pieces, int], None]
 
 
 class DecodeLimits(NamedTuple):
@@ -859,7 +861,7 @@ def _s_too_deep() -> SerializeError:
     return SerializeError(f"value nested deeper than {_SERPENT_MAX_LEVEL} levels (or circular)")
 
 
-def _s_value(obj: Any, out: list[str], level: int) -> None:
+def _s_value(obj: Any, out: _Pieces, level: int) -> None:
     if level > _SERPENT_MAX_LEVEL:
         raise _s_too_deep()
     writer = _S_EXACT.get(type(obj))
@@ -869,11 +871,11 @@ def _s_value(obj: Any, out: list[str], level: int) -> None:
         writer(obj, out, level)
 
 
-def _s_repr(obj: Any, out: list[str], level: int) -> None:
+def _s_repr(obj: Any, out: _Pieces, level: int) -> None:
     out.append(repr(obj))
 
 
-def _s_float(obj: float, out: list[str], level: int) -> None:
+def _s_float(obj: float, out: _Pieces, level: int) -> None:
     if obj - obj == 0.0:  # finite (inf - inf and nan - nan are nan)
         out.append(repr(obj))
     elif math.isnan(obj):  # NaN has no literal
@@ -882,7 +884,7 @@ def _s_float(obj: float, out: list[str], level: int) -> None:
         out.append("1e30000" if obj > 0 else "-1e30000")
 
 
-def _s_complex(obj: complex, out: list[str], level: int) -> None:
+def _s_complex(obj: complex, out: _Pieces, level: int) -> None:
     real, imag = obj.real, obj.imag
     if math.isnan(real) or math.isnan(imag):
         out.append("{'__class__':'complex','real':")
@@ -899,7 +901,7 @@ def _s_complex(obj: complex, out: list[str], level: int) -> None:
     out.append("j)")
 
 
-def _s_items(items: Iterable[Any], out: list[str], level: int) -> None:
+def _s_items(items: Iterable[Any], out: _Pieces, level: int) -> None:
     """Write items, each followed by a comma; they are one level deeper."""
     level += 1
     if level > _SERPENT_MAX_LEVEL:
@@ -914,7 +916,7 @@ def _s_items(items: Iterable[Any], out: list[str], level: int) -> None:
         append(",")
 
 
-def _s_tuple(obj: tuple[Any, ...], out: list[str], level: int) -> None:
+def _s_tuple(obj: tuple[Any, ...], out: _Pieces, level: int) -> None:
     out.append("(")
     if obj:
         _s_items(obj, out, level)
@@ -923,7 +925,7 @@ def _s_tuple(obj: tuple[Any, ...], out: list[str], level: int) -> None:
     out.append(")")
 
 
-def _s_list(obj: list[Any], out: list[str], level: int) -> None:
+def _s_list(obj: list[Any], out: _Pieces, level: int) -> None:
     out.append("[")
     if obj:
         _s_items(obj, out, level)
@@ -931,7 +933,7 @@ def _s_list(obj: list[Any], out: list[str], level: int) -> None:
     out.append("]")
 
 
-def _s_set(obj: set[Any] | frozenset[Any], out: list[str], level: int) -> None:
+def _s_set(obj: set[Any] | frozenset[Any], out: _Pieces, level: int) -> None:
     if not obj:
         out.append("()")  # there is no empty-set literal; serpent writes an empty tuple
         return
@@ -952,7 +954,7 @@ def _s_check_key(kind: type) -> None:
     )
 
 
-def _s_dict(obj: dict[Any, Any], out: list[str], level: int) -> None:
+def _s_dict(obj: dict[Any, Any], out: _Pieces, level: int) -> None:
     append = out.append
     append("{")
     if obj:
@@ -975,9 +977,38 @@ def _s_dict(obj: dict[Any, Any], out: list[str], level: int) -> None:
     append("}")
 
 
-def _s_bytes(obj: bytes | bytearray | memoryview, out: list[str], level: int) -> None:
+def _s_bytes(obj: bytes | bytearray | memoryview, out: _Pieces, level: int) -> None:
     # repr() of serpent's {"data": ..., "encoding": "base64"} dict, spaces included.
-    out.append(f"{{'data': '{base64.b64encode(obj).decode('ascii')}', 'encoding': 'base64'}}")
+    encoded = binascii.b2a_base64(obj, newline=False)
+    if len(encoded) < _BIG_BASE64:
+        out.append(f"{{'data': '{encoded.decode('ascii')}', 'encoding': 'base64'}}")
+        return
+    # Big: the ASCII bytes go out as they are (see _s_encode); a round trip through
+    # str would copy them three more times, each copy a fresh megabyte to fault in.
+    out.append("{'data': '")
+    out.append(encoded)
+    out.append("', 'encoding': 'base64'}")
+
+
+#: Base64 runs from this size on stay bytes while serpent text is written.
+_BIG_BASE64 = 64 * 1024
+
+
+def _s_encode(out: _Pieces) -> bytes:
+    """The UTF-8 bytes of the pieces written (str, and bytes for big base64 runs)."""
+    try:
+        return "".join(out).encode("utf-8")  # type: ignore[arg-type]
+    except TypeError:  # a big base64 run among them
+        pass
+    parts: list[bytes] = []
+    start = 0
+    for i, piece in enumerate(out):
+        if type(piece) is bytes:
+            parts.append("".join(out[start:i]).encode("utf-8"))  # type: ignore[arg-type]
+            parts.append(piece)
+            start = i + 1
+    parts.append("".join(out[start:]).encode("utf-8"))  # type: ignore[arg-type]
+    return b"".join(parts)
 
 
 _S_EXACT: Final[dict[type, _Writer]] = {
@@ -998,23 +1029,23 @@ _S_EXACT: Final[dict[type, _Writer]] = {
 }
 
 
-def _s_as_str(obj: Any, out: list[str], level: int) -> None:
+def _s_as_str(obj: Any, out: _Pieces, level: int) -> None:
     out.append(repr(str(obj)))
 
 
-def _s_isoformat(obj: datetime.date, out: list[str], level: int) -> None:
+def _s_isoformat(obj: datetime.date, out: _Pieces, level: int) -> None:
     out.append(repr(obj.isoformat()))
 
 
-def _s_timedelta(obj: datetime.timedelta, out: list[str], level: int) -> None:
+def _s_timedelta(obj: datetime.timedelta, out: _Pieces, level: int) -> None:
     out.append(repr(obj.total_seconds()))
 
 
-def _s_exception(obj: BaseException, out: list[str], level: int) -> None:
+def _s_exception(obj: BaseException, out: _Pieces, level: int) -> None:
     _s_dict(exception_to_dict(obj), out, level)
 
 
-def _s_array(obj: array.array[Any], out: list[str], level: int) -> None:
+def _s_array(obj: array.array[Any], out: _Pieces, level: int) -> None:
     _s_value(obj.tounicode() if obj.typecode == "u" else obj.tolist(), out, level)
 
 
@@ -1038,20 +1069,20 @@ _S_DISPATCH: Final[dict[type, _Writer]] = {
 }
 
 
-def _s_view(obj: Iterable[Any], out: list[str], level: int) -> None:
+def _s_view(obj: Iterable[Any], out: _Pieces, level: int) -> None:
     _s_list(list(obj), out, level)
 
 
-def _s_ordered_dict(obj: collections.OrderedDict[Any, Any], out: list[str], level: int) -> None:
+def _s_ordered_dict(obj: collections.OrderedDict[Any, Any], out: _Pieces, level: int) -> None:
     _s_dict({"__class__": "collections.OrderedDict", "items": list(obj.items())}, out, level)
 
 
-def _s_enum(obj: enum.Enum, out: list[str], level: int) -> None:
+def _s_enum(obj: enum.Enum, out: _Pieces, level: int) -> None:
     _s_value(obj.value, out, level)
 
 
 def _serpent_converter(converter: ClassToDict) -> _Writer:
-    def write(obj: Any, out: list[str], level: int) -> None:
+    def write(obj: Any, out: _Pieces, level: int) -> None:
         _s_dict(_checked_dict(converter(obj), type(obj)), out, level)
 
     return write
@@ -1071,7 +1102,7 @@ _SERPENT_BUILTIN_SPECIALS: Final[dict[type, _Writer]] = {
 _tables.serpent_specials = dict(_SERPENT_BUILTIN_SPECIALS)
 
 
-def _s_other(obj: Any, out: list[str], level: int) -> None:
+def _s_other(obj: Any, out: _Pieces, level: int) -> None:
     proxied = _autoproxied(obj)
     if proxied is not None:
         _s_dict(proxied, out, level)
@@ -1096,7 +1127,7 @@ def _s_other(obj: Any, out: list[str], level: int) -> None:
     found(obj, out, level)
 
 
-def _s_default_class(obj: Any, out: list[str], level: int) -> None:
+def _s_default_class(obj: Any, out: _Pieces, level: int) -> None:
     """serpent's ``ser_default_class``: ``__getstate__``, ``vars()`` or ``__slots__``."""
     value: Any
     if _has_own_getstate(type(obj)):
@@ -1489,10 +1520,10 @@ class SerpentSerializer(Serializer):
     _serpent_dicts = True
 
     def dumps(self, obj: Any) -> bytes:
-        out = [_SERPENT_HEADER]
+        out: _Pieces = [_SERPENT_HEADER]
         try:
             _s_value(obj, out, 0)
-            return "".join(out).encode("utf-8")
+            return _s_encode(out)
         except Exception as err:
             raise _encode_error(err) from None
 
@@ -1504,7 +1535,7 @@ class SerpentSerializer(Serializer):
         if type(obj_id) is not str or type(method) is not str:
             return self.dumps((obj_id, method, arguments, keywords))
         # The envelope (obj_id, method, args, kwargs) written directly: the hot path.
-        out = [_SERPENT_HEADER, "(", repr(obj_id), ",", repr(method), ","]
+        out: _Pieces = [_SERPENT_HEADER, "(", repr(obj_id), ",", repr(method), ","]
         try:
             if isinstance(arguments, list):
                 _s_list(arguments, out, 1)
@@ -1516,7 +1547,7 @@ class SerpentSerializer(Serializer):
             else:
                 _s_dict(keywords, out, 1)
             out.append(")")
-            return "".join(out).encode("utf-8")
+            return _s_encode(out)
         except Exception as err:
             raise _encode_error(err) from None
 

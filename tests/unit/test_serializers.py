@@ -945,6 +945,8 @@ _BIG_ARGUMENTS = {
     "unicode": "é€😀" * 300_000,
     "commas and brackets": ",([{" * 300_000,
     "many long strings": ["y" * 8192] * 200,
+    # Big base64 runs are written as bytes between UTF-8 text pieces (_s_encode).
+    "bytes among unicode text": ["é€😀", _BLOB, "😀" * 10, bytearray(_BLOB[:99_000]), "€"],
 }
 
 
