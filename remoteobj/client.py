@@ -276,7 +276,7 @@ def _retry_elsewhere(exc: CommunicationError, uri: URI, config: Config) -> bool:
 MARSHAL_ID = 2
 
 
-def _marshal_text(data: bytes) -> str:
+def _marshal_text(data: bytes | bytearray) -> str:
     """A str written by ``marshal.dumps`` (type codes u/t/a/A/z/Z), decoded by hand."""
     if len(data) < 2:
         raise ValueError("not a marshal string")

@@ -96,13 +96,14 @@ class Message:
     ``data`` is the payload as the serializer produced it (never compressed
     here: compression is a property of the encoding, see :func:`encode`).
     ``corr_id`` is the 16-byte correlation id; ``FLAGS_CORR_ID`` is set by
-    :func:`encode` whenever it is not all zeros.
+    :func:`encode` whenever it is not all zeros. A large received payload is a
+    ``bytearray`` (the buffer it was received into, handed out without a copy).
     """
 
     type: int
     serializer_id: int
     seq: int
-    data: bytes
+    data: bytes | bytearray
     flags: int = 0
     annotations: dict[str, bytes] = field(default_factory=dict)
     corr_id: bytes = NO_CORR_ID
@@ -307,8 +308,10 @@ class MessageReader:
         self._header = None
         data_len, ann_len = header[4], header[5]
         annotations = _parse_annotations(body, 0, ann_len) if ann_len else {}
-        with memoryview(body) as view:
-            data = bytes(view[ann_len : ann_len + data_len])
+        data: bytes | bytearray = body  # the payload is the whole buffer: no copy
+        if ann_len:
+            with memoryview(body) as view:
+                data = bytes(view[ann_len : ann_len + data_len])
         if self._buf:
             self._check_prefix()  # the next frame's first bytes came with this one's last
         return self._message(header, data, annotations)
@@ -330,7 +333,7 @@ class MessageReader:
     def _message(
         self,
         header: tuple[int, int, int, int, int, int, bytes],
-        data: bytes,
+        data: bytes | bytearray,
         annotations: dict[str, bytes],
     ) -> Message:
         msg_type, ser_id, flags, seq, _, _, corr_id = header
@@ -411,7 +414,7 @@ def _parse_annotations(buf: bytearray, start: int, length: int) -> dict[str, byt
     return annotations
 
 
-def _bounded_decompress(data: bytes, limit: int) -> bytes:
+def _bounded_decompress(data: bytes | bytearray, limit: int) -> bytes:
     """Inflate ``data`` if it stays within ``limit`` bytes; refuse it otherwise.
 
     A small frame can inflate to gigabytes (a zip bomb), and even asking zlib
