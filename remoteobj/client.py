@@ -46,6 +46,7 @@ from .errors import (
     SerializeError,
     TimeoutError,
 )
+from .memory import prime_allocator
 from .receiving import receive
 from .serializers import (
     DecodeLimits,
@@ -106,6 +107,7 @@ class CallCore:
     )
 
     def __init__(self, uri: URI, config: Config) -> None:
+        prime_allocator(config.max_message_size)  # once per process: see remoteobj.memory
         self.uri = uri
         self.config = config
         self.object_id = uri.object

@@ -10,15 +10,12 @@ __all__ = ["receive"]
 
 
 def receive(sock: socket.socket, reader: MessageReader) -> int:
-    """Read what ``sock`` has into ``reader``; the byte count, 0 at the end of the stream.
+    """Read what ``sock`` has (as much as the frame in progress wants) into ``reader``;
+    the byte count, 0 at the end of the stream.
 
-    The body of a large frame goes straight into the reader's buffer
-    (``recv_into``, no copy); anything else is read and fed. Socket errors
-    (``BlockingIOError`` included) and the reader's
+    Socket errors (``BlockingIOError`` included) and the reader's
     :class:`~remoteobj.errors.ProtocolError` propagate.
     """
-    if reader.in_body:
-        return reader.fill(sock.recv_into)
     data = sock.recv(reader.recv_size())
     if data:
         reader.feed(data)

@@ -46,6 +46,7 @@ from . import protocol as p
 from .config import Config
 from .daemon import Call, Daemon, Session
 from .errors import ProtocolError
+from .memory import prime_allocator
 from .receiving import receive
 from .tls import server_context
 
@@ -324,6 +325,7 @@ class Server:
 
     async def serve(self) -> None:
         """Accept and serve until :meth:`stop`; then drain and close."""
+        prime_allocator(self.config.max_message_size)
         loop = self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._done = asyncio.Event()

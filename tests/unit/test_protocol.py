@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -254,81 +253,60 @@ def test_recv_size_asks_for_the_rest_of_a_big_frame_but_not_more_than_a_mib() ->
     assert reader.recv_size() == p.LARGE_READ
 
 
-# --- large bodies received in place (fill) ------------------------------------------------
+# --- large bodies, kept as the chunks received -------------------------------------------
 
 BIG_LIMIT = 8 * 1024 * 1024
 
 
-def pieces(data: bytes, sizes: list[int]) -> Callable[[memoryview], int]:
-    """A fake ``recv_into`` handing out ``data`` in pieces of the given sizes (then 64 KiB)."""
-    pos = 0
-    calls = iter(sizes)
-
-    def recv_into(view: memoryview) -> int:
-        nonlocal pos
-        n = min(len(view), next(calls, 65536), len(data) - pos)
-        view[:n] = data[pos : pos + n]
-        pos += n
-        return n
-
-    return recv_into
-
-
 @settings(max_examples=40, deadline=None)
 @given(
-    size=st.integers(p.IN_PLACE_BODY, p.IN_PLACE_BODY + 3 * p.LARGE_READ),
+    size=st.integers(p.CHUNKED_BODY, p.CHUNKED_BODY + 3 * p.LARGE_READ),
     first=st.integers(p.HEADER_SIZE, 4096),
     sizes=st.lists(st.integers(1, 400_000), max_size=20),
     annotations=st.dictionaries(st.sampled_from(["CORR", "ABCD"]), st.binary(max_size=20)),
 )
-def test_a_large_body_filled_in_place_in_any_pieces_is_the_same_message(
+def test_a_large_body_fed_in_any_pieces_is_the_same_message(
     size: int, first: int, sizes: list[int], annotations: dict[str, bytes]
 ) -> None:
     payload = bytes(range(256)) * (size // 256) + b"!" * (size % 256)
     msg = p.Message(p.MSG_INVOKE, 4, 9, payload, annotations=annotations)
-    frame = p.encode(msg)
-    reader = p.MessageReader(BIG_LIMIT)
-    reader.feed(frame[:first])  # what a first small read gets: the header and a bit
-    assert reader.next_message() is None
-    assert reader.in_body
-    recv_into = pieces(frame[first:], sizes)
-    while (got := reader.next_message()) is None:
-        assert reader.in_body
-        assert reader.fill(recv_into) > 0
-    assert got == msg
-    if not annotations:  # the payload is the buffer it was received into: not copied
-        assert type(got.data) is bytearray
-    assert (reader.in_frame, reader.in_body) == (False, False)
     after = p.Message(p.MSG_RESULT, 4, 10, b"next")
-    reader.feed(p.encode(after))
-    assert reader.next_message() == after
+    stream = p.encode(msg) + p.encode(after)
+    reader = p.MessageReader(BIG_LIMIT)
+    reader.feed(stream[:first])  # what a first small read gets: the header and a bit
+    assert reader.next_message() is None
+    pos, got = first, []
+    for piece in [*sizes, len(stream)]:  # the last piece holds the rest, the next frame too
+        assert reader.recv_size() <= p.LARGE_READ
+        reader.feed(stream[pos : pos + piece])
+        pos += piece
+        while (m := reader.next_message()) is not None:
+            got.append(m)
+        if pos >= len(stream):
+            break
+    assert got == [msg, after]
+    assert type(got[0].data) is bytes
+    assert not reader.in_frame
 
 
-def test_feeding_works_in_body_mode_too_and_the_next_frame_may_come_in_the_same_chunk() -> None:
-    payload = b"y" * (p.IN_PLACE_BODY + 10)
-    stream = p.encode(p.Message(p.MSG_RESULT, 1, 1, payload)) + p.encode(
-        p.Message(p.MSG_RESULT, 1, 2, b"small")
-    )
-    messages = read_all(stream, chunk=70_000, limit=BIG_LIMIT)
-    assert [m.data for m in messages] == [payload, b"small"]
-
-
-def test_a_frame_announced_huge_but_sent_slowly_holds_no_more_than_one_large_read() -> None:
+def test_a_frame_announced_huge_but_sent_slowly_holds_only_what_was_sent() -> None:
     reader = p.MessageReader(64 * 1024 * 1024)
-    frame_head = p.encode(p.Message(p.MSG_INVOKE, 1, 1, b"z" * (60 * 1024 * 1024)))[:100]
-    reader.feed(frame_head)
-    assert reader.next_message() is None and reader.in_body
-    for _ in range(3):
-        reader.fill(lambda view: (view.__setitem__(slice(0, 10), b"z" * 10), 10)[1])
+    frame = p.encode(p.Message(p.MSG_INVOKE, 1, 1, b"z" * (60 * 1024 * 1024)))
+    reader.feed(frame[:100])
+    assert reader.next_message() is None
+    for i in range(3):
+        reader.feed(frame[100 + 10 * i : 110 + 10 * i])
+        assert reader.next_message() is None
     assert reader.buffered == 100 - p.HEADER_SIZE + 30
-    assert len(reader._body or b"") <= 100 + p.SMALL_READ  # what arrived, and room to read on
+    assert sum(map(len, reader._chunks or [])) == reader.buffered  # nothing held ahead
+    assert reader.recv_size() == p.LARGE_READ  # asked for in steps, not all at once
 
 
 def test_garbage_right_after_a_large_body_is_refused() -> None:
-    frame = p.encode(p.Message(p.MSG_RESULT, 1, 1, b"w" * p.IN_PLACE_BODY))
+    frame = p.encode(p.Message(p.MSG_RESULT, 1, 1, b"w" * p.CHUNKED_BODY))
     reader = p.MessageReader(BIG_LIMIT)
     reader.feed(frame[:1000])
-    assert reader.next_message() is None and reader.in_body
+    assert reader.next_message() is None
     reader.feed(frame[1000:] + b"GET / HTTP/1.1\r\n")
     with pytest.raises(ProtocolError, match="not a Pyro protocol message"):
         reader.next_message()
