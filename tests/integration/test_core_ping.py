@@ -4,74 +4,85 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
+
+import pytest
 
 import remoteobj
-from tests.procs import always, free_port, start, wait_for
+from tests.procs import Proc, always, free_port, start, wait_for
 
 
-def test_an_idle_connection_to_a_hung_daemon_is_marked_dead_and_recovers() -> None:
-    port = free_port()
-    proc = start(["python", "tests/integration/peers.py", "remoteobj", str(port)])
+def start_peer() -> tuple[Proc, str]:
+    """A remoteobj peer on a free port: (process, URI of its object)."""
+    proc = start(["python", "tests/integration/peers.py", "remoteobj", str(free_port())])
     try:
-        uri = proc.wait_for_line(r"READY (\S+)", timeout=15).group(1)
-        cfg = remoteobj.Config(ping_interval=0.3, ping_timeout=0.5, commtimeout=5)
-        with remoteobj.Proxy(uri, config=cfg) as p:
-            assert p.add(1, 1) == 2
-            conn = p._conn
+        return proc, proc.wait_for_line(r"READY (\S+)", timeout=15).group(1)
+    except BaseException:
+        proc.kill()
+        raise
+
+
+@pytest.fixture
+def peer() -> Iterator[tuple[Proc, str]]:
+    proc, uri = start_peer()
+    try:
+        yield proc, uri
+    finally:
+        proc.send_signal(signal.SIGCONT)  # some tests stop it
+        proc.kill()
+
+
+def test_an_idle_connection_to_a_hung_daemon_is_marked_dead_and_recovers(
+    peer: tuple[Proc, str],
+) -> None:
+    proc, uri = peer
+    cfg = remoteobj.Config(ping_interval=0.3, ping_timeout=0.5, commtimeout=5)
+    with remoteobj.Proxy(uri, config=cfg) as p:
+        assert p.add(1, 1) == 2
+        conn = p._conn
+        assert conn is not None
+        # Idle past the interval: pings go out and are answered; nothing changes.
+        always(lambda: conn.broken is None, 0.8, message="the live connection")
+        proc.send_signal(signal.SIGSTOP)
+        hung_at = time.monotonic()
+        # Dead within interval + timeout (+ the pinger's period), while nobody calls.
+        wait_for(lambda: conn.broken is not None, 3.0, message="the ping to notice")
+        assert time.monotonic() - hung_at < 0.3 + 0.5 + 0.5
+        proc.send_signal(signal.SIGCONT)
+        assert p.add(2, 2) == 4  # a fresh connection
+        assert p._conn is not conn
+
+
+def test_pings_can_be_turned_off(peer: tuple[Proc, str]) -> None:
+    _, uri = peer
+    with remoteobj.Proxy(uri, config=remoteobj.Config(ping_interval=0)) as p:
+        assert p.add(1, 1) == 2
+        assert p._conn not in remoteobj.client._PINGER._conns
+
+
+def test_a_short_interval_is_honoured_while_the_pinger_sleeps_for_a_long_one(
+    peer: tuple[Proc, str],
+) -> None:
+    proc, uri = peer
+    # A default connection (30 s interval) first: the pinger then sleeps 5 s.
+    with remoteobj.Proxy(uri) as slow:
+        assert slow.add(1, 1) == 2
+        cfg = remoteobj.Config(ping_interval=0.3, ping_timeout=0.5)
+        with remoteobj.Proxy(uri, config=cfg) as fast:
+            assert fast.add(1, 1) == 2
+            conn = fast._conn
             assert conn is not None
-            # Idle past the interval: pings go out and are answered; nothing changes.
-            always(lambda: conn.broken is None, 0.8, message="the live connection")
             proc.send_signal(signal.SIGSTOP)
             hung_at = time.monotonic()
-            # Dead within interval + timeout (+ the pinger's period), while nobody calls.
-            wait_for(lambda: conn.broken is not None, 3.0, message="the ping to notice")
+            wait_for(lambda: conn.broken is not None, 8.0, message="the ping to notice")
             assert time.monotonic() - hung_at < 0.3 + 0.5 + 0.5
-            proc.send_signal(signal.SIGCONT)
-            assert p.add(2, 2) == 4  # a fresh connection
-            assert p._conn is not conn
-    finally:
-        proc.kill()
-
-
-def test_pings_can_be_turned_off() -> None:
-    port = free_port()
-    proc = start(["python", "tests/integration/peers.py", "remoteobj", str(port)])
-    try:
-        uri = proc.wait_for_line(r"READY (\S+)", timeout=15).group(1)
-        with remoteobj.Proxy(uri, config=remoteobj.Config(ping_interval=0)) as p:
-            assert p.add(1, 1) == 2
-            assert p._conn not in remoteobj.client._PINGER._conns
-    finally:
-        proc.kill()
-
-
-def test_a_short_interval_is_honoured_while_the_pinger_sleeps_for_a_long_one() -> None:
-    port = free_port()
-    proc = start(["python", "tests/integration/peers.py", "remoteobj", str(port)])
-    try:
-        uri = proc.wait_for_line(r"READY (\S+)", timeout=15).group(1)
-        # A default connection (30 s interval) first: the pinger then sleeps 5 s.
-        with remoteobj.Proxy(uri) as slow:
-            assert slow.add(1, 1) == 2
-            cfg = remoteobj.Config(ping_interval=0.3, ping_timeout=0.5)
-            with remoteobj.Proxy(uri, config=cfg) as fast:
-                assert fast.add(1, 1) == 2
-                conn = fast._conn
-                assert conn is not None
-                proc.send_signal(signal.SIGSTOP)
-                hung_at = time.monotonic()
-                wait_for(lambda: conn.broken is not None, 8.0, message="the ping to notice")
-                assert time.monotonic() - hung_at < 0.3 + 0.5 + 0.5
-            proc.send_signal(signal.SIGCONT)
-    finally:
-        proc.kill()
+        proc.send_signal(signal.SIGCONT)
 
 
 def test_one_hung_daemon_does_not_hold_up_the_pings_of_another() -> None:
-    ports = [free_port(), free_port()]
-    procs = [start(["python", "tests/integration/peers.py", "remoteobj", str(p)]) for p in ports]
+    peers = [start_peer(), start_peer()]
+    procs, uris = [p for p, _ in peers], [u for _, u in peers]
     try:
-        uris = [proc.wait_for_line(r"READY (\S+)", timeout=15).group(1) for proc in procs]
         cfg = remoteobj.Config(ping_interval=0.3, ping_timeout=2.0)
         with remoteobj.Proxy(uris[0], config=cfg) as a, remoteobj.Proxy(uris[1], config=cfg) as b:
             assert a.add(1, 1) == b.add(1, 1) == 2
@@ -89,16 +100,11 @@ def test_one_hung_daemon_does_not_hold_up_the_pings_of_another() -> None:
             proc.kill()
 
 
-def test_short_lived_proxies_share_one_pinger_thread() -> None:
-    port = free_port()
-    proc = start(["python", "tests/integration/peers.py", "remoteobj", str(port)])
-    try:
-        uri = proc.wait_for_line(r"READY (\S+)", timeout=15).group(1)
-        threads = set()
-        for _ in range(5):
-            with remoteobj.Proxy(uri) as p:
-                assert p.add(1, 1) == 2
-            threads.add(remoteobj.client._PINGER._thread)
-        assert len(threads) == 1 and None not in threads
-    finally:
-        proc.kill()
+def test_short_lived_proxies_share_one_pinger_thread(peer: tuple[Proc, str]) -> None:
+    _, uri = peer
+    threads = set()
+    for _ in range(5):
+        with remoteobj.Proxy(uri) as p:
+            assert p.add(1, 1) == 2
+        threads.add(remoteobj.client._PINGER._thread)
+    assert len(threads) == 1 and None not in threads
