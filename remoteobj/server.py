@@ -898,9 +898,12 @@ class Server:
                 await asyncio.sleep(STEAL_AFTER)
             else:
                 # Idle: sleep until the next sweep, or until a worker keeps a connection.
+                # asyncio.timeout, not wait_for: wait_for (3.11) runs the wait in a task
+                # of its own, one more task that comes and goes with the watchdog's mode.
                 self._watchdog_wake.clear()
                 with contextlib.suppress(builtins.TimeoutError):
-                    await asyncio.wait_for(self._watchdog_wake.wait(), min(interval, 0.25))
+                    async with asyncio.timeout(min(interval, 0.25)):
+                        await self._watchdog_wake.wait()
             now = time.monotonic()
             for conn in list(self._kept):
                 with conn.lock:
