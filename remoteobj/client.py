@@ -278,7 +278,7 @@ def _retry_elsewhere(exc: CommunicationError, uri: URI, config: Config) -> bool:
 MARSHAL_ID = 2
 
 
-def _marshal_text(data: bytes | bytearray) -> str:
+def _marshal_text(data: bytes) -> str:
     """A str written by ``marshal.dumps`` (type codes u/t/a/A/z/Z), decoded by hand."""
     if len(data) < 2:
         raise ValueError("not a marshal string")
@@ -497,7 +497,7 @@ class _SyncConnection:
         assert waiter.msg is not None
         return waiter.msg
 
-    def handshake(self, core: CallCore, frame: bytes, deadline: float) -> None:
+    def handshake(self, frame: bytes, deadline: float) -> None:
         """Send CONNECT (``frame``, maybe with the first call's INVOKE behind it) and
         read the daemon's answer, within ``deadline``; raises if it refuses.
 
@@ -516,7 +516,7 @@ class _SyncConnection:
                     raise builtins.TimeoutError from None
                 if not got:
                     raise ConnectionClosedError("connection closed during the handshake")
-            reply = core.on_connect_reply(msg)
+            reply = self.core.on_connect_reply(msg)
         self.last_used = time.monotonic()
         self._deliver(self._take_buffered())
 
@@ -917,7 +917,7 @@ class Proxy:
                 request, seq, waiter = _request(conn, core, known, first)
                 frame += request
                 sent = (seq, waiter)
-            conn.handshake(core, frame, connect_deadline)
+            conn.handshake(frame, connect_deadline)
         except builtins.TimeoutError:
             sock.close()
             raise TimeoutError(f"handshake with {uri.location} timed out") from None

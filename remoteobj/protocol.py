@@ -358,7 +358,7 @@ def _parse_annotations(buf: bytes | bytearray, start: int, length: int) -> dict[
     return annotations
 
 
-def _bounded_decompress(data: bytes | bytearray, limit: int) -> bytes:
+def _bounded_decompress(data: bytes, limit: int) -> bytes:
     """Inflate ``data`` if it stays within ``limit`` bytes; refuse it otherwise.
 
     A small frame can inflate to gigabytes (a zip bomb), and even asking zlib

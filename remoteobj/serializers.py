@@ -759,7 +759,7 @@ class Serializer:
         """Encode one value (a result, a handshake dict, an exception...)."""
         raise NotImplementedError
 
-    def loads(self, data: bytes | bytearray, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
+    def loads(self, data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
         """Decode one value, rebuilding allow-listed classes."""
         try:
             return self._loads(data, limits)
@@ -779,7 +779,7 @@ class Serializer:
         raise NotImplementedError
 
     def loads_call(
-        self, data: bytes | bytearray, limits: DecodeLimits = DEFAULT_LIMITS
+        self, data: bytes, limits: DecodeLimits = DEFAULT_LIMITS
     ) -> tuple[str, str, tuple[Any, ...] | list[Any], dict[str, Any] | None]:
         """Decode an INVOKE payload into ``(object_id, method, args, kwargs)``.
 
@@ -800,7 +800,7 @@ class Serializer:
     #: Whether this serializer's own class dicts (serpent's NaN) are rebuilt too.
     _serpent_dicts: ClassVar[bool] = False
 
-    def _decode(self, data: bytes | bytearray, limits: DecodeLimits) -> tuple[Any, bool]:
+    def _decode(self, data: bytes, limits: DecodeLimits) -> tuple[Any, bool]:
         """Parse ``data`` into plain values, within ``limits``; also say whether
         class dicts may be inside (then they are rebuilt by the allow-list)."""
         raise NotImplementedError
@@ -811,14 +811,14 @@ class Serializer:
         """Split a decoded INVOKE payload (a 4-tuple in all but json)."""
         return _call_tuple(value)
 
-    def _loads(self, data: bytes | bytearray, limits: DecodeLimits) -> Any:
+    def _loads(self, data: bytes, limits: DecodeLimits) -> Any:
         value, has_class = self._decode(data, limits)
         if has_class:
             return _recreate(value, 1, limits.max_nesting, self._serpent_dicts)
         return value
 
     def _loads_call(
-        self, data: bytes | bytearray, limits: DecodeLimits
+        self, data: bytes, limits: DecodeLimits
     ) -> tuple[str, str, tuple[Any, ...] | list[Any], dict[str, Any] | None]:
         value, has_class = self._decode(data, limits)
         obj, method, args, kwargs = self._call_parts(value)
@@ -1551,10 +1551,10 @@ class SerpentSerializer(Serializer):
         except Exception as err:
             raise _encode_error(err) from None
 
-    def _decode(self, data: bytes | bytearray, limits: DecodeLimits) -> tuple[Any, bool]:
+    def _decode(self, data: bytes, limits: DecodeLimits) -> tuple[Any, bool]:
         """The parsed value, and whether it may hold class dicts."""
-        if type(data) is not bytes and type(data) is not bytearray:
-            data = _as_bytes(data)  # a received big payload is a bytearray: read as it is
+        if type(data) is not bytes:
+            data = _as_bytes(data)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
@@ -1796,7 +1796,7 @@ class MarshalSerializer(Serializer):
         except Exception as err:
             raise _encode_error(err) from None
 
-    def _decode(self, data: bytes | bytearray, limits: DecodeLimits) -> tuple[Any, bool]:
+    def _decode(self, data: bytes, limits: DecodeLimits) -> tuple[Any, bool]:
         data = _as_bytes(data)
         _marshal_precheck(data, limits)
         try:
@@ -1901,7 +1901,7 @@ class JsonSerializer(Serializer):
             kwargs = dict(kwargs)
         return self.dumps({"object": obj_id, "method": method, "params": args, "kwargs": kwargs})
 
-    def _decode(self, data: bytes | bytearray, limits: DecodeLimits) -> tuple[Any, bool]:
+    def _decode(self, data: bytes, limits: DecodeLimits) -> tuple[Any, bool]:
         if type(data) is not bytes:
             data = _as_bytes(data)
         _check_json_text(data, limits)
@@ -2037,9 +2037,9 @@ class MsgpackSerializer(Serializer):
             kwargs = dict(kwargs)
         return self.dumps((obj_id, method, args, kwargs))
 
-    def _decode(self, data: bytes | bytearray, limits: DecodeLimits) -> tuple[Any, bool]:
-        if type(data) is not bytes and type(data) is not bytearray:
-            data = _as_bytes(data)  # a received big payload is a bytearray: read as it is
+    def _decode(self, data: bytes, limits: DecodeLimits) -> tuple[Any, bool]:
+        if type(data) is not bytes:
+            data = _as_bytes(data)
         size = len(data)
         max_elements, max_nesting = limits
         budget = _ElementBudget(max_elements)
