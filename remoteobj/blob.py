@@ -84,8 +84,8 @@ class SerializedBlob:
         """The INVOKE payload carrying this blob for a proxy speaking ``serializer``:
         the received bytes unchanged when they are in that serializer already."""
         if self._contains_blob and self._data.serializer_id == serializer.serializer_id:
-            data: bytes = self._data.data
-            return data
+            data: bytes | bytearray = self._data.data
+            return data if type(data) is bytes else bytes(data)
         value = self.deserialized()
         if isinstance(value, list | tuple):
             return serializer.dumps_call(object_id, method, value, {})

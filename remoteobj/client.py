@@ -26,7 +26,6 @@ import math
 import select
 import socket
 import ssl
-import struct
 import threading
 import time
 import weakref
@@ -47,7 +46,7 @@ from .errors import (
     TimeoutError,
 )
 from .memory import prime_allocator
-from .receiving import receive
+from .receiving import receive, timeval
 from .serializers import (
     DecodeLimits,
     get_serializer,
@@ -188,8 +187,9 @@ class CallCore:
         flags: int = 0,
         *,
         object_id: str | None = None,
-    ) -> bytes:
-        """An INVOKE frame, carrying the caller's correlation id and annotations.
+    ) -> p.Frame:
+        """An INVOKE frame, carrying the caller's correlation id and annotations
+        (in parts when the payload is large: see :func:`remoteobj.protocol.encode_frame`).
 
         ``object_id`` addresses another object on the same connection (the
         daemon's ``Pyro.Daemon`` for stream items). A :class:`SerializedBlob` as
@@ -200,7 +200,7 @@ class CallCore:
         annotations = ctx.annotations
         blob = blob_call(self.serializer, target, method, args, kwargs, annotations=annotations)
         if blob is None:
-            data = self.serializer.dumps_call(target, method, args, kwargs)
+            data = self.serializer.dumps_call_buffer(target, method, args, kwargs)
         else:
             data, annotations = blob
             flags |= p.FLAGS_KEEPSERIALIZED
@@ -208,7 +208,7 @@ class CallCore:
         msg = p.Message(
             p.MSG_INVOKE, self.serializer.serializer_id, seq, data, flags, annotations, corr
         )
-        return p.encode(msg, compress=self.config.compression)
+        return p.encode_frame(msg, compress=self.config.compression)
 
     def is_oneway(self, method: str) -> bool:
         """Whether calls of ``method`` get no reply (the daemon marked it @oneway)."""
@@ -278,7 +278,7 @@ def _retry_elsewhere(exc: CommunicationError, uri: URI, config: Config) -> bool:
 MARSHAL_ID = 2
 
 
-def _marshal_text(data: bytes) -> str:
+def _marshal_text(data: bytes | bytearray | memoryview) -> str:
     """A str written by ``marshal.dumps`` (type codes u/t/a/A/z/Z), decoded by hand."""
     if len(data) < 2:
         raise ValueError("not a marshal string")
@@ -291,7 +291,7 @@ def _marshal_text(data: bytes) -> str:
         raise ValueError("not a marshal string")
     if len(body) != size:
         raise ValueError("truncated marshal string")
-    return body.decode("utf-8" if code in "ut" else "ascii")
+    return bytes(body).decode("utf-8" if code in "ut" else "ascii")
 
 
 def _open_socket(uri: URI, timeout: float | None, config: Config | None = None) -> socket.socket:
@@ -320,15 +320,26 @@ def _open_socket(uri: URI, timeout: float | None, config: Config | None = None) 
     return sock
 
 
-def _timeval(seconds: float | None) -> bytes:
-    """A ``struct timeval`` for SO_RCVTIMEO/SO_SNDTIMEO (0 means no timeout)."""
-    if seconds is None:
-        return struct.pack("@ll", 0, 0)
-    whole = int(seconds)
-    micros = max(int((seconds - whole) * 1_000_000), 0)
-    if whole == 0 and micros == 0:
-        micros = 1  # zero would mean "block forever"
-    return struct.pack("@ll", whole, micros)
+def _sendall_parts(
+    sock: socket.socket, parts: tuple[bytes, bytes | bytearray | memoryview]
+) -> None:
+    """``sendall`` of a frame in parts, without joining them: one gathered write
+    (``sendmsg``), repeated for what the kernel did not take. TLS sockets have no
+    ``sendmsg``: they get the joined bytes."""
+    if isinstance(sock, ssl.SSLSocket):
+        sock.sendall(b"".join(parts))
+        return
+    views = [memoryview(part) for part in parts]
+    try:
+        while views:
+            sent = sock.sendmsg(views)
+            while views and sent >= len(views[0]):
+                sent -= len(views.pop(0))
+            if views and sent:
+                views[0] = views[0][sent:]
+    finally:
+        for view in views:
+            view.release()
 
 
 class _Waiter:
@@ -418,7 +429,7 @@ class _SyncConnection:
                 return
         elif abs(timeout - current) < 0.01:
             return
-        value = _timeval(timeout)
+        value = timeval(timeout)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
         self.timeout = timeout
@@ -456,11 +467,14 @@ class _SyncConnection:
             with contextlib.suppress(OSError):
                 sock.settimeout(previous)
 
-    def send(self, data: bytes, timeout: float | None) -> None:
+    def send(self, frame: p.Frame, timeout: float | None) -> None:
         with self.send_lock:
             try:
                 self._settimeout(timeout)
-                self.sock.sendall(data)
+                if isinstance(frame, bytes):
+                    self.sock.sendall(frame)
+                else:
+                    _sendall_parts(self.sock, frame)
             except (BlockingIOError, ssl.SSLWantWriteError) as exc:  # SO_SNDTIMEO expired
                 self.fail(exc)
                 raise TimeoutError("sending the request timed out") from exc
@@ -915,7 +929,7 @@ class Proxy:
             if known is not None:
                 assert first is not None
                 request, seq, waiter = _request(conn, core, known, first)
-                frame += request
+                frame += p.joined(request)
                 sent = (seq, waiter)
             conn.handshake(frame, connect_deadline)
         except builtins.TimeoutError:
@@ -987,7 +1001,7 @@ _Sent = tuple[int, "_Waiter | None"]
 
 def _request(
     conn: _SyncConnection, core: CallCore, meta: RemoteMeta, call: _Call
-) -> tuple[bytes, int, _Waiter | None]:
+) -> tuple[p.Frame, int, _Waiter | None]:
     """The INVOKE frame of ``call``, its seq registered on ``conn`` unless it is oneway."""
     method, args, kwargs, flags, object_id = call
     if object_id is None and method in meta.oneway:
@@ -1218,11 +1232,10 @@ class AsyncProxy:
         """Send the oneway ``close_stream`` of every abandoned stream iterator."""
         while self._stream_closes:
             stream_id = self._stream_closes.popleft()
-            writer.write(
-                core.invoke_frame(
-                    0, "close_stream", (stream_id,), {}, p.FLAGS_ONEWAY, object_id=STREAM_DAEMON
-                )
+            frame = core.invoke_frame(
+                0, "close_stream", (stream_id,), {}, p.FLAGS_ONEWAY, object_id=STREAM_DAEMON
             )
+            _write(writer, frame)
 
     async def _roundtrip(
         self,
@@ -1246,7 +1259,7 @@ class AsyncProxy:
         if object_id is None and core.is_oneway(method):
             flags |= p.FLAGS_ONEWAY
         if flags & p.FLAGS_ONEWAY:
-            writer.write(core.invoke_frame(0, method, args, kwargs, flags, object_id=object_id))
+            _write(writer, core.invoke_frame(0, method, args, kwargs, flags, object_id=object_id))
             return core, None
         seq = self._seq
         while True:
@@ -1256,7 +1269,7 @@ class AsyncProxy:
         self._seq = seq
         fut: asyncio.Future[p.Message] = asyncio.get_running_loop().create_future()
         self._pending[seq] = fut
-        writer.write(core.invoke_frame(seq, method, args, kwargs, flags, object_id=object_id))
+        _write(writer, core.invoke_frame(seq, method, args, kwargs, flags, object_id=object_id))
         try:
             async with asyncio.timeout_at(deadline):
                 if writer.transport.get_write_buffer_size() > self._config.write_high_water:
@@ -1266,6 +1279,13 @@ class AsyncProxy:
             self._pending.pop(seq, None)
             raise TimeoutError("call timed out waiting for the reply") from None
         return core, msg
+
+
+def _write(writer: asyncio.StreamWriter, frame: p.Frame) -> None:
+    if isinstance(frame, bytes):
+        writer.write(frame)
+    else:
+        writer.writelines(frame)
 
 
 async def _read_one(stream: asyncio.StreamReader, reader: p.MessageReader) -> p.Message:

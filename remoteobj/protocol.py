@@ -19,6 +19,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from .errors import MessageTooLargeError, ProtocolError
 
@@ -30,6 +31,7 @@ __all__ = [
     "FLAGS_ITEMSTREAMRESULT",
     "FLAGS_KEEPSERIALIZED",
     "FLAGS_ONEWAY",
+    "GATHER_PAYLOAD",
     "HEADER_SIZE",
     "MAGIC",
     "MSG_CONNECT",
@@ -40,9 +42,13 @@ __all__ = [
     "MSG_RESULT",
     "NO_CORR_ID",
     "PROTOCOL_VERSION",
+    "Frame",
     "Message",
     "MessageReader",
     "encode",
+    "encode_frame",
+    "encode_parts",
+    "joined",
 ]
 
 TAG = b"PYRO"
@@ -99,10 +105,18 @@ class Message:
     type: int
     serializer_id: int
     seq: int
-    data: bytes
+    data: bytes | bytearray | memoryview
     flags: int = 0
     annotations: dict[str, bytes] = field(default_factory=dict)
     corr_id: bytes = NO_CORR_ID
+
+
+#: A frame to send: its bytes, or (for a large payload) its header and annotations
+#: and its payload, written together with one gathered write (no copy of the payload).
+Frame: TypeAlias = bytes | tuple[bytes, bytes | bytearray | memoryview]
+
+#: Payloads at least this big travel as :data:`Frame` parts (see :func:`encode_frame`).
+GATHER_PAYLOAD = 64 * 1024
 
 
 def encode(msg: Message, *, compress: bool = False) -> bytes:
@@ -111,6 +125,25 @@ def encode(msg: Message, *, compress: bool = False) -> bytes:
     With ``compress`` the payload is zlib-compressed when it is longer than
     100 bytes, as Pyro5 does, and ``FLAGS_COMPRESSED`` is set.
     """
+    head, data = encode_parts(msg, compress=compress)
+    return head + data
+
+
+def encode_frame(msg: Message, *, compress: bool = False) -> Frame:
+    """``msg`` as a :data:`Frame`: in parts when its payload is large, else as bytes."""
+    head, data = encode_parts(msg, compress=compress)
+    return (head, data) if len(data) >= GATHER_PAYLOAD else head + data
+
+
+def joined(frame: Frame) -> bytes:
+    """The bytes of a :data:`Frame`."""
+    return frame if isinstance(frame, bytes) else b"".join(frame)
+
+
+def encode_parts(
+    msg: Message, *, compress: bool = False
+) -> tuple[bytes, bytes | bytearray | memoryview]:
+    """``msg`` on the wire as two parts: the header with the annotations, and the payload."""
     data = msg.data
     flags = msg.flags & ~FLAGS_COMPRESSED
     if compress and len(data) > COMPRESS_THRESHOLD:
@@ -145,7 +178,7 @@ def encode(msg: Message, *, compress: bool = False) -> bytes:
         0,
         MAGIC,
     )
-    return b"".join((header, ann, data))
+    return (header + ann if ann else header), data
 
 
 class MessageReader:
@@ -162,11 +195,25 @@ class MessageReader:
     announced size up front would let a peer that announces big frames and
     sends little make us hold what it announced, not what it sent.
 
+    A shell that already owns the memory of the frame it reads (a daemon
+    worker keeping a connection, see :meth:`body_buffer`) may instead have the
+    body received in place, straight into one buffer of the announced size:
+    one copy fewer, and no join.
+
     ``max_message_size`` bounds the body (annotations plus payload) as
     announced by the header *and* the payload after decompression.
     """
 
-    __slots__ = ("_buf", "_chunks", "_filled", "_header", "_max", "allow_compressed")
+    __slots__ = (
+        "_body",
+        "_buf",
+        "_chunks",
+        "_filled",
+        "_header",
+        "_max",
+        "_spare",
+        "allow_compressed",
+    )
 
     def __init__(self, max_message_size: int, *, allow_compressed: bool = True) -> None:
         self._buf = bytearray()
@@ -174,6 +221,10 @@ class MessageReader:
         self._header: tuple[int, int, int, int, int, int, bytes] | None = None
         #: A large frame's body as received so far, and its length.
         self._chunks: list[bytes] | None = None
+        #: A large frame's body being received in place (body_buffer), instead of chunks.
+        self._body: bytearray | None = None
+        #: A body buffer handed back (recycle) for the next large body: no new zeroed allocation.
+        self._spare: bytearray | None = None
         self._filled = 0
         self.allow_compressed = allow_compressed
 
@@ -193,7 +244,7 @@ class MessageReader:
         header = self._header
         if header is None:
             return SMALL_READ
-        if self._chunks is not None:
+        if self._chunks is not None or self._body is not None:
             missing = _body_size(header) - self._filled
         else:
             missing = HEADER_SIZE + _body_size(header) - len(self._buf)
@@ -206,12 +257,77 @@ class MessageReader:
         """Bytes received but not yet handed out as messages."""
         return len(self._buf) + self._filled
 
+    def body_buffer(self) -> memoryview | None:
+        """Where the rest of the current frame's body can be received in place, or
+        ``None`` when it is not a large frame whose header is in.
+
+        The first call allocates the whole body as announced (at most
+        ``max_message_size``), moves what is already buffered into it and
+        returns a writable view of the part still missing; receive into it
+        (``sock.recv_into``), then report the count with :meth:`body_received`.
+        Only for a reader whose shell bounds how many of them can do this at
+        once: the memory is taken before the peer sends it.
+        """
+        header = self._header
+        if header is None or self._chunks is not None:
+            return None
+        size = _body_size(header)
+        body = self._body
+        if body is None:
+            buf = self._buf
+            first = len(buf) - HEADER_SIZE
+            if size < CHUNKED_BODY or first >= size:
+                return None
+            spare, self._spare = self._spare, None
+            if spare is not None and len(spare) >= size:
+                del spare[size:]
+                body = self._body = spare
+            else:
+                body = self._body = bytearray(size)
+            with memoryview(buf) as view:
+                body[:first] = view[HEADER_SIZE:]
+            buf.clear()
+            self._filled = first
+        return memoryview(body)[self._filled :]
+
+    def recycle(self, msg: Message) -> None:
+        """Take back the payload of ``msg``, a message this reader received in place,
+        once nothing refers to it any more (decoded, not kept): the next large body
+        is received into it instead of a new buffer, which would be zeroed first.
+        ``msg.data`` is emptied. Payloads that are not such a buffer are left alone."""
+        data = msg.data
+        if type(data) is bytearray:
+            msg.data = b""
+            self._spare = data
+
+    def drop_spare(self) -> None:
+        """Let go of a recycled buffer (the shell stops receiving in place for now)."""
+        self._spare = None
+
+    def body_received(self, count: int) -> None:
+        """``count`` bytes were written into the view :meth:`body_buffer` gave."""
+        assert self._body is not None and self._header is not None
+        if not 0 <= count <= _body_size(self._header) - self._filled:
+            raise ValueError(f"received {count} bytes into a buffer that has room for fewer")
+        self._filled += count
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Add received bytes; checks what it can of a header at once."""
-        chunks = self._chunks
-        if chunks is not None:
+        body = self._body
+        if body is not None:  # a body being received in place, fed by the other path
             assert self._header is not None
-            missing = _body_size(self._header) - self._filled
+            taken = min(len(data), _body_size(self._header) - self._filled)
+            body[self._filled : self._filled + taken] = data[:taken]
+            self._filled += taken
+            self._buf += data[taken:]  # the next frame's start: judged when this one is taken
+            return
+        header = self._header
+        chunks = self._chunks
+        if chunks is None and header is not None and _body_size(header) >= CHUNKED_BODY:
+            chunks = self._start_chunks()
+        if chunks is not None:
+            assert header is not None
+            missing = _body_size(header) - self._filled
             if len(data) <= missing:
                 chunks.append(data if type(data) is bytes else bytes(data))
                 self._filled += len(data)
@@ -221,7 +337,7 @@ class MessageReader:
                 data = bytes(view[missing:])
             self._filled += missing
         buf = self._buf
-        unchecked = self._header is None and len(buf) < 6  # tag/version not yet all seen
+        unchecked = header is None and len(buf) < 6  # tag/version not yet all seen
         buf += data
         if unchecked:
             self._check_prefix()
@@ -236,6 +352,11 @@ class MessageReader:
             header = self._header = self._parse_header()
         _, ser_id, _, seq, data_len, ann_len, _ = header
         try:
+            body = self._body
+            if body is not None:
+                if self._filled < data_len + ann_len:
+                    return None
+                return self._take_body(header, body)
             chunks = self._chunks
             if chunks is not None:
                 if self._filled < data_len + ann_len:
@@ -243,22 +364,21 @@ class MessageReader:
                 return self._take_chunks(header, chunks)
             end = HEADER_SIZE + ann_len + data_len
             if len(buf) < end:
-                if ann_len + data_len >= CHUNKED_BODY:
-                    self._start_chunks()
-                return None
+                return None  # (a large body goes on as chunks or in place: feed, body_buffer)
             return self._take(header, end)
         except ProtocolError as exc:
             exc.seq, exc.serializer_id = seq, ser_id  # lets the error reply name the request
             raise
 
-    def _start_chunks(self) -> None:
+    def _start_chunks(self) -> list[bytes]:
         """Keep a large frame's body as chunks from now on, starting with what is in."""
         buf = self._buf
         with memoryview(buf) as view:
             first = bytes(view[HEADER_SIZE:])
         buf.clear()
-        self._chunks = [first] if first else []
+        chunks = self._chunks = [first] if first else []
         self._filled = len(first)
+        return chunks
 
     def _take_chunks(
         self, header: tuple[int, int, int, int, int, int, bytes], chunks: list[bytes]
@@ -273,6 +393,21 @@ class MessageReader:
         if self._buf:
             self._check_prefix()  # the next frame's first bytes came with this one's last
         return self._message(header, data, annotations)
+
+    def _take_body(
+        self, header: tuple[int, int, int, int, int, int, bytes], body: bytearray
+    ) -> Message:
+        self._body = None
+        self._filled = 0
+        self._header = None
+        ann_len = header[5]
+        annotations = {}
+        if ann_len:
+            annotations = _parse_annotations(body, 0, ann_len)
+            del body[:ann_len]  # CPython moves the start, not the payload
+        if self._buf:
+            self._check_prefix()
+        return self._message(header, body, annotations)
 
     def _take(self, header: tuple[int, int, int, int, int, int, bytes], end: int) -> Message:
         ann_len = header[5]
@@ -291,7 +426,7 @@ class MessageReader:
     def _message(
         self,
         header: tuple[int, int, int, int, int, int, bytes],
-        data: bytes,
+        data: bytes | bytearray | memoryview,
         annotations: dict[str, bytes],
     ) -> Message:
         msg_type, ser_id, flags, seq, _, _, corr_id = header
@@ -358,7 +493,7 @@ def _parse_annotations(buf: bytes | bytearray, start: int, length: int) -> dict[
     return annotations
 
 
-def _bounded_decompress(data: bytes, limit: int) -> bytes:
+def _bounded_decompress(data: bytes | bytearray | memoryview, limit: int) -> bytes:
     """Inflate ``data`` if it stays within ``limit`` bytes; refuse it otherwise.
 
     A small frame can inflate to gigabytes (a zip bomb), and even asking zlib

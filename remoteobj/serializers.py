@@ -134,6 +134,9 @@ class DecodeLimits(NamedTuple):
 DEFAULT_LIMITS: Final = DecodeLimits()
 
 #: Wire id of every serializer this module knows, installed or not.
+#: :meth:`Serializer.dumps_call_buffer` hands out payloads at least this big as views.
+BUFFER_PAYLOAD: Final = 64 * 1024
+
 SERIALIZER_IDS: Final[Mapping[str, int]] = {"serpent": 1, "marshal": 2, "json": 3, "msgpack": 4}
 
 _URI_CLASS: Final = "Pyro5.core.URI"
@@ -759,7 +762,9 @@ class Serializer:
         """Encode one value (a result, a handshake dict, an exception...)."""
         raise NotImplementedError
 
-    def loads(self, data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
+    def loads(
+        self, data: bytes | bytearray | memoryview, limits: DecodeLimits = DEFAULT_LIMITS
+    ) -> Any:
         """Decode one value, rebuilding allow-listed classes."""
         try:
             return self._loads(data, limits)
@@ -778,8 +783,15 @@ class Serializer:
         """
         raise NotImplementedError
 
+    def dumps_call_buffer(
+        self, obj_id: str, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None
+    ) -> bytes | memoryview:
+        """:meth:`dumps_call`, but a large payload may come back as a view of the
+        encoder's own buffer instead of a copy of it: for sending at once."""
+        return self.dumps_call(obj_id, method, args, kwargs)
+
     def loads_call(
-        self, data: bytes, limits: DecodeLimits = DEFAULT_LIMITS
+        self, data: bytes | bytearray | memoryview, limits: DecodeLimits = DEFAULT_LIMITS
     ) -> tuple[str, str, tuple[Any, ...] | list[Any], dict[str, Any] | None]:
         """Decode an INVOKE payload into ``(object_id, method, args, kwargs)``.
 
@@ -800,7 +812,9 @@ class Serializer:
     #: Whether this serializer's own class dicts (serpent's NaN) are rebuilt too.
     _serpent_dicts: ClassVar[bool] = False
 
-    def _decode(self, data: bytes, limits: DecodeLimits) -> tuple[Any, bool]:
+    def _decode(
+        self, data: bytes | bytearray | memoryview, limits: DecodeLimits
+    ) -> tuple[Any, bool]:
         """Parse ``data`` into plain values, within ``limits``; also say whether
         class dicts may be inside (then they are rebuilt by the allow-list)."""
         raise NotImplementedError
@@ -811,14 +825,14 @@ class Serializer:
         """Split a decoded INVOKE payload (a 4-tuple in all but json)."""
         return _call_tuple(value)
 
-    def _loads(self, data: bytes, limits: DecodeLimits) -> Any:
+    def _loads(self, data: bytes | bytearray | memoryview, limits: DecodeLimits) -> Any:
         value, has_class = self._decode(data, limits)
         if has_class:
             return _recreate(value, 1, limits.max_nesting, self._serpent_dicts)
         return value
 
     def _loads_call(
-        self, data: bytes, limits: DecodeLimits
+        self, data: bytes | bytearray | memoryview, limits: DecodeLimits
     ) -> tuple[str, str, tuple[Any, ...] | list[Any], dict[str, Any] | None]:
         value, has_class = self._decode(data, limits)
         obj, method, args, kwargs = self._call_parts(value)
@@ -1551,9 +1565,11 @@ class SerpentSerializer(Serializer):
         except Exception as err:
             raise _encode_error(err) from None
 
-    def _decode(self, data: bytes, limits: DecodeLimits) -> tuple[Any, bool]:
+    def _decode(
+        self, data: bytes | bytearray | memoryview, limits: DecodeLimits
+    ) -> tuple[Any, bool]:
         """The parsed value, and whether it may hold class dicts."""
-        if type(data) is not bytes:
+        if type(data) is not bytes and type(data) is not bytearray:  # both decode to text
             data = _as_bytes(data)
         try:
             text = data.decode("utf-8")
@@ -1796,7 +1812,9 @@ class MarshalSerializer(Serializer):
         except Exception as err:
             raise _encode_error(err) from None
 
-    def _decode(self, data: bytes, limits: DecodeLimits) -> tuple[Any, bool]:
+    def _decode(
+        self, data: bytes | bytearray | memoryview, limits: DecodeLimits
+    ) -> tuple[Any, bool]:
         data = _as_bytes(data)
         _marshal_precheck(data, limits)
         try:
@@ -1901,7 +1919,9 @@ class JsonSerializer(Serializer):
             kwargs = dict(kwargs)
         return self.dumps({"object": obj_id, "method": method, "params": args, "kwargs": kwargs})
 
-    def _decode(self, data: bytes, limits: DecodeLimits) -> tuple[Any, bool]:
+    def _decode(
+        self, data: bytes | bytearray | memoryview, limits: DecodeLimits
+    ) -> tuple[Any, bool]:
         if type(data) is not bytes:
             data = _as_bytes(data)
         _check_json_text(data, limits)
@@ -2037,8 +2057,30 @@ class MsgpackSerializer(Serializer):
             kwargs = dict(kwargs)
         return self.dumps((obj_id, method, args, kwargs))
 
-    def _decode(self, data: bytes, limits: DecodeLimits) -> tuple[Any, bool]:
-        if type(data) is not bytes:
+    def dumps_call_buffer(
+        self, obj_id: str, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None
+    ) -> bytes | memoryview:
+        if not isinstance(args, tuple | list):
+            args = tuple(args)
+        if kwargs is not None and not isinstance(kwargs, dict):
+            kwargs = dict(kwargs)
+        # packb packs into the packer's buffer, then copies it out as bytes; here the
+        # buffer itself is handed out when it is large (~30 us less per MiB).
+        packer = _msgpack.Packer(use_bin_type=True, default=_msgpack_default, autoreset=False)
+        try:
+            packer.pack((obj_id, method, args, kwargs))
+        except Exception as err:
+            raise _encode_error(err) from None
+        view: memoryview = packer.getbuffer()
+        if len(view) < BUFFER_PAYLOAD:
+            with view:
+                return bytes(view)
+        return view
+
+    def _decode(
+        self, data: bytes | bytearray | memoryview, limits: DecodeLimits
+    ) -> tuple[Any, bool]:
+        if type(data) is not bytes and type(data) is not bytearray:  # msgpack reads both
             data = _as_bytes(data)
         size = len(data)
         max_elements, max_nesting = limits

@@ -47,7 +47,7 @@ from .config import Config
 from .daemon import Call, Daemon, Session
 from .errors import ProtocolError
 from .memory import prime_allocator
-from .receiving import receive
+from .receiving import receive, receive_body
 from .tls import server_context
 
 __all__ = ["Server", "listen", "run_loop"]
@@ -66,6 +66,9 @@ STEAL_AFTER = 0.010
 #: thrash the GIL (as Pyro5's thread per connection does); the loop's epoll then
 #: multiplexes the other busy connections onto a queue that never goes idle.
 MAX_KEPT = 4
+#: Longest wait of a worker for more of a frame before it looks at the connection's
+#: state again (closing, the frame deadline).
+BODY_WAIT = 0.05
 LOOP, WORKER = 0, 1
 NO_BACKLOG, BACKLOG, BACKLOG_TAKING = 0, 1, 2
 READING, EXECUTING = 0, 1
@@ -785,6 +788,7 @@ class Server:
     def _release(self, conn: Connection) -> None:
         """Give reading back to the loop. Holds conn.lock, so the loop acts later."""
         conn.owner = LOOP
+        conn.reader.drop_spare()  # an idle connection holds no body buffer
         self._kept.discard(conn)
         if conn.closing:
             self._later(self._close, conn)
@@ -807,20 +811,31 @@ class Server:
         poller.register(conn.fd, select.POLLIN)
         deadline = time.monotonic() + self.config.worker_linger
         while True:
-            timeout = deadline - time.monotonic()
-            events = poller.poll(max(timeout, 0) * 1000) if timeout > 0 else []
+            # Only this worker touches the reader now. In place: at most MAX_KEPT
+            # connections are read by workers, so their buffers are bounded.
+            body = conn.reader.body_buffer()
+            if body is None:
+                timeout = deadline - time.monotonic()
+                events = poller.poll(max(timeout, 0) * 1000) if timeout > 0 else []
+            else:
+                with body:
+                    waited = receive_body(conn.sock, body, BODY_WAIT)
+                events = [] if waited < 0 else [(conn.fd, select.POLLIN)]
             with conn.lock:
                 if conn.closing or not events:
                     if conn.reader.in_frame and not conn.closing and events == []:
                         # A frame has started: the frame deadline, not the linger, applies.
                         frame_left = (conn.frame_deadline or 0) - time.monotonic()
                         if frame_left > 0:
-                            deadline = time.monotonic() + min(frame_left, 0.05)
+                            deadline = time.monotonic() + min(frame_left, BODY_WAIT)
                             continue
                     self._release(conn)
                     return None
                 try:
-                    got = receive(conn.sock, conn.reader)
+                    if body is None:
+                        got = receive(conn.sock, conn.reader)
+                    elif got := waited:
+                        conn.reader.body_received(got)
                     msgs = self._parse(conn) if got else []
                 except (BlockingIOError, InterruptedError):
                     continue
@@ -852,7 +867,10 @@ class Server:
                     return None
                 conn.phase = EXECUTING
                 conn.exec_started = time.monotonic()
-            call = self._prepare(conn, msgs[0])
+            msg = msgs[0]
+            call = self._prepare(conn, msg)
+            if not msg.flags & p.FLAGS_KEEPSERIALIZED:  # (a SerializedBlob keeps the payload)
+                conn.reader.recycle(msg)  # decoded: its buffer takes the next large body
             if isinstance(call, Call) and not call.is_coroutine and not call.oneway:
                 return call
             with conn.lock:

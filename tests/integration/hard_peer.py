@@ -88,6 +88,10 @@ class Hard:
             self._active -= 1
         return now
 
+    def unwrap(self, blob: Any) -> Any:
+        """A :class:`SerializedBlob` argument: its info and what it holds."""
+        return [blob.info, blob.deserialized()]
+
     def blob(self, size: int) -> bytes:
         return b"x" * size
 

@@ -310,3 +310,155 @@ def test_garbage_right_after_a_large_body_is_refused() -> None:
     reader.feed(frame[1000:] + b"GET / HTTP/1.1\r\n")
     with pytest.raises(ProtocolError, match="not a Pyro protocol message"):
         reader.next_message()
+
+
+# --- large bodies, received in place (a daemon worker's reads) ----------------------------
+
+
+def fill(view: memoryview, data: bytes) -> int:
+    """What ``sock.recv_into(view)`` does when ``data`` has arrived: copy what fits."""
+    count = min(len(view), len(data))
+    view[:count] = data[:count]
+    return count
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(p.CHUNKED_BODY, p.CHUNKED_BODY + 2 * p.LARGE_READ),
+    first=st.integers(p.HEADER_SIZE, 4096),
+    pieces=st.lists(st.tuples(st.booleans(), st.integers(1, 400_000)), max_size=12),
+    annotations=st.dictionaries(st.sampled_from(["CORR", "ABCD"]), st.binary(max_size=20)),
+    spare=st.sampled_from([None, 0, p.CHUNKED_BODY, 3 * p.LARGE_READ]),
+)
+def test_a_large_body_received_in_place_in_any_pieces_is_the_same_message(
+    size: int,
+    first: int,
+    pieces: list[tuple[bool, int]],
+    annotations: dict[str, bytes],
+    spare: int | None,
+) -> None:
+    payload = bytes(range(256)) * (size // 256) + b"!" * (size % 256)
+    msg = p.Message(p.MSG_INVOKE, 4, 9, payload, annotations=annotations)
+    after = p.Message(p.MSG_RESULT, 4, 10, b"next")
+    stream = p.encode(msg) + p.encode(after)
+    reader = p.MessageReader(BIG_LIMIT)
+    if spare is not None:  # the buffer of an earlier message, handed back
+        reader.recycle(p.Message(p.MSG_INVOKE, 4, 1, bytearray(b"s" * spare)))
+    reader.feed(stream[:first])
+    assert reader.next_message() is None
+    pos = first
+    # In place, or fed (the loop reading the same frame after a worker let go of it).
+    for in_place, piece in [*pieces, (True, len(stream))]:
+        view = reader.body_buffer()
+        if in_place and view is not None:
+            with view:
+                count = fill(view, stream[pos : pos + piece])
+            reader.body_received(count)
+        else:
+            count = min(piece, len(stream) - pos)
+            reader.feed(stream[pos : pos + count])
+        pos += count
+        if reader.body_buffer() is None:  # the body is complete
+            break
+    reader.feed(stream[pos:])  # the rest: the next frame
+    got = reader.next_message()
+    assert got == msg
+    assert got is not None and type(got.data) is bytearray
+    assert reader.next_message() == after
+    assert not reader.in_frame
+
+
+def test_a_small_frame_is_never_received_in_place() -> None:
+    reader = p.MessageReader(BIG_LIMIT)
+    frame = p.encode(p.Message(p.MSG_INVOKE, 4, 1, b"q" * (p.CHUNKED_BODY - 100)))
+    assert reader.body_buffer() is None  # no header yet
+    reader.feed(frame[:500])
+    assert reader.next_message() is None
+    assert reader.body_buffer() is None
+    reader.feed(frame[500:])
+    assert reader.next_message() is not None
+
+
+def test_a_body_buffer_is_the_announced_size_and_counts_are_checked() -> None:
+    reader = p.MessageReader(BIG_LIMIT)
+    frame = p.encode(p.Message(p.MSG_INVOKE, 4, 1, b"q" * p.CHUNKED_BODY))
+    reader.feed(frame[:1000])
+    assert reader.next_message() is None
+    view = reader.body_buffer()
+    assert view is not None and len(view) == len(frame) - 1000
+    assert reader.buffered == 1000 - p.HEADER_SIZE
+    assert reader.recv_size() == min(len(frame) - 1000, p.LARGE_READ)
+    view.release()
+    with pytest.raises(ValueError, match="room for fewer"):
+        reader.body_received(len(frame))
+
+
+def test_garbage_right_after_a_body_received_in_place_is_refused() -> None:
+    frame = p.encode(p.Message(p.MSG_RESULT, 1, 1, b"w" * p.CHUNKED_BODY))
+    reader = p.MessageReader(BIG_LIMIT)
+    reader.feed(frame[:1000])
+    assert reader.next_message() is None
+    view = reader.body_buffer()
+    assert view is not None
+    with view:
+        reader.body_received(fill(view, frame[1000:]))
+    reader.feed(b"GET / HTTP/1.1\r\n")
+    with pytest.raises(ProtocolError, match="not a Pyro protocol message"):
+        reader.next_message()
+
+
+def test_a_recycled_buffer_takes_the_next_body_and_can_be_dropped() -> None:
+    reader = p.MessageReader(BIG_LIMIT)
+    frame = p.encode(p.Message(p.MSG_INVOKE, 4, 1, b"a" * p.CHUNKED_BODY))
+    reader.feed(frame[:100])
+    assert reader.next_message() is None
+    view = reader.body_buffer()
+    assert view is not None
+    with view:
+        reader.body_received(fill(view, frame[100:]))
+    first = reader.next_message()
+    assert first is not None
+    buffer = first.data
+    reader.recycle(first)
+    assert first.data == b""  # the message no longer refers to the buffer
+    reader.feed(frame[:100])
+    assert reader.next_message() is None
+    view = reader.body_buffer()
+    assert view is not None
+    with view:
+        reader.body_received(fill(view, frame[100:]))
+    second = reader.next_message()
+    assert second is not None and second.data is buffer
+    reader.recycle(second)
+    reader.drop_spare()
+    reader.feed(frame[:100])
+    assert reader.next_message() is None
+    view = reader.body_buffer()
+    assert view is not None
+    view.release()
+    assert reader._body is not buffer
+
+
+def test_recycling_leaves_payloads_that_are_not_body_buffers_alone() -> None:
+    reader = p.MessageReader(BIG_LIMIT)
+    msg = p.Message(p.MSG_INVOKE, 4, 1, b"bytes")
+    reader.recycle(msg)
+    assert msg.data == b"bytes" and reader._spare is None
+
+
+# --- frames in parts (a large payload is sent beside its header, not copied into it) ------
+
+
+@given(messages)
+def test_a_frame_in_parts_is_the_same_bytes(msg: p.Message) -> None:
+    head, data = p.encode_parts(msg)
+    assert head + data == p.encode(msg) == p.joined(p.encode_frame(msg))
+
+
+def test_only_large_payloads_travel_in_parts() -> None:
+    small = p.Message(p.MSG_INVOKE, 4, 1, b"s" * (p.GATHER_PAYLOAD - 1))
+    big = p.Message(p.MSG_INVOKE, 4, 1, memoryview(b"b" * p.GATHER_PAYLOAD))
+    assert type(p.encode_frame(small)) is bytes
+    parts = p.encode_frame(big)
+    assert type(parts) is tuple and parts[1] is big.data
+    assert p.joined(parts) == p.encode(big)

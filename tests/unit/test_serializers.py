@@ -1911,3 +1911,36 @@ def test_exception_wrapper_value() -> None:
             wrapper.raise_if_exception()
         assert info.value is exc
     assert "DaemonPlaceholder" in repr(DaemonPlaceholder())
+
+
+# --- dumps_call_buffer: the same payload, a large one without its last copy --------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    args=st.lists(
+        st.one_of(st.none(), st.integers(), st.text(max_size=20), st.binary(max_size=100)),
+        max_size=4,
+    ),
+    size=st.sampled_from([0, 1000, serializers.BUFFER_PAYLOAD, 300_000]),
+)
+def test_dumps_call_buffer_is_dumps_call_byte_for_byte(args: list[Any], size: int) -> None:
+    for name in serializers.AVAILABLE_SERIALIZERS:
+        ser = get_serializer(name)
+        call = ("obj", "method", (*args, b"b" * size), {"k": 1})
+        buffered = ser.dumps_call_buffer(*call)
+        assert bytes(buffered) == ser.dumps_call(*call)
+
+
+def test_msgpack_hands_out_a_large_payload_as_a_view_and_a_small_one_as_bytes() -> None:
+    ser = get_serializer("msgpack")
+    big = ser.dumps_call_buffer("obj", "m", (b"b" * serializers.BUFFER_PAYLOAD,), {})
+    small = ser.dumps_call_buffer("obj", "m", (b"b" * 100,), {})
+    assert type(big) is memoryview and big.readonly
+    assert type(small) is bytes
+    with pytest.raises(SerializeError, match="don't know how to serialize"):
+        ser.dumps_call_buffer("obj", "m", (object(),), {})
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(SerializeError, match="recursion limit"):
+        ser.dumps_call_buffer("obj", "m", (loop,), {})
