@@ -2084,9 +2084,9 @@ class MsgpackSerializer(Serializer):
             data = _as_bytes(data)
         size = len(data)
         max_elements, max_nesting = limits
-        budget = _ElementBudget(max_elements)
+        budget = _ElementBudget(max_elements) if size > max_elements else None
         try:
-            if size > max_elements:
+            if budget is not None:
                 value = _msgpack.unpackb(
                     data,
                     raw=False,
@@ -2109,7 +2109,7 @@ class MsgpackSerializer(Serializer):
             raise SerializeError(
                 f"invalid msgpack data: {type(err).__name__}: {_short(err)}"
             ) from None
-        has_class = budget.has_class if size > max_elements else b"__class__" in data
+        has_class = budget.has_class if budget is not None else b"__class__" in data
         if size > max_nesting and not has_class:
             _check_shape(value, limits._replace(max_elements=size))  # depth only
         return value, has_class

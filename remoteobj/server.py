@@ -231,6 +231,7 @@ class Connection:
         "owner",
         "paused",
         "phase",
+        "poller",
         "reader",
         "session",
         "sock",
@@ -265,6 +266,8 @@ class Connection:
         #: The client closed its side while requests were still in the backlog.
         self.eof = False
         self.oneway_drops = 0
+        #: Polls this socket for the worker that keeps it (made on the first keep).
+        self.poller: select.poll | None = None
 
 
 class TLSConnection(Connection):
@@ -807,8 +810,10 @@ class Server:
         single synchronous call (pipelined requests, coroutines, oneway, pings,
         errors, silence) goes back to the loop.
         """
-        poller = select.poll()
-        poller.register(conn.fd, select.POLLIN)
+        poller = conn.poller
+        if poller is None:
+            poller = conn.poller = select.poll()
+            poller.register(conn.fd, select.POLLIN)
         deadline = time.monotonic() + self.config.worker_linger
         while True:
             # Only this worker touches the reader now. In place: at most MAX_KEPT
