@@ -258,6 +258,16 @@ def test_recv_size_asks_for_the_rest_of_a_big_frame_but_not_more_than_a_mib() ->
 BIG_LIMIT = 8 * 1024 * 1024
 
 
+def large_then_small(
+    size: int, annotations: dict[str, bytes]
+) -> tuple[p.Message, p.Message, bytes]:
+    """A large INVOKE and a small RESULT, and the stream of both."""
+    payload = bytes(range(256)) * (size // 256) + b"!" * (size % 256)
+    msg = p.Message(p.MSG_INVOKE, 4, 9, payload, annotations=annotations)
+    after = p.Message(p.MSG_RESULT, 4, 10, b"next")
+    return msg, after, p.encode(msg) + p.encode(after)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     size=st.integers(p.CHUNKED_BODY, p.CHUNKED_BODY + 3 * p.LARGE_READ),
@@ -268,10 +278,7 @@ BIG_LIMIT = 8 * 1024 * 1024
 def test_a_large_body_fed_in_any_pieces_is_the_same_message(
     size: int, first: int, sizes: list[int], annotations: dict[str, bytes]
 ) -> None:
-    payload = bytes(range(256)) * (size // 256) + b"!" * (size % 256)
-    msg = p.Message(p.MSG_INVOKE, 4, 9, payload, annotations=annotations)
-    after = p.Message(p.MSG_RESULT, 4, 10, b"next")
-    stream = p.encode(msg) + p.encode(after)
+    msg, after, stream = large_then_small(size, annotations)
     reader = p.MessageReader(BIG_LIMIT)
     reader.feed(stream[:first])  # what a first small read gets: the header and a bit
     assert reader.next_message() is None
@@ -322,6 +329,22 @@ def fill(view: memoryview, data: bytes) -> int:
     return count
 
 
+def receive_in_place(reader: p.MessageReader, frame: bytes, first: int) -> p.Message:
+    """``frame`` read as a worker reads it: ``first`` bytes fed, the body in place, then
+    whatever follows it fed again."""
+    reader.feed(frame[:first])
+    assert reader.next_message() is None
+    view = reader.body_buffer()
+    assert view is not None
+    with view:
+        count = fill(view, frame[first:])
+    reader.body_received(count)
+    reader.feed(frame[first + count :])
+    msg = reader.next_message()
+    assert msg is not None
+    return msg
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     size=st.integers(p.CHUNKED_BODY, p.CHUNKED_BODY + 2 * p.LARGE_READ),
@@ -337,10 +360,7 @@ def test_a_large_body_received_in_place_in_any_pieces_is_the_same_message(
     annotations: dict[str, bytes],
     spare: int | None,
 ) -> None:
-    payload = bytes(range(256)) * (size // 256) + b"!" * (size % 256)
-    msg = p.Message(p.MSG_INVOKE, 4, 9, payload, annotations=annotations)
-    after = p.Message(p.MSG_RESULT, 4, 10, b"next")
-    stream = p.encode(msg) + p.encode(after)
+    msg, after, stream = large_then_small(size, annotations)
     reader = p.MessageReader(BIG_LIMIT)
     if spare is not None:  # the buffer of an earlier message, handed back
         reader.recycle(p.Message(p.MSG_INVOKE, 4, 1, bytearray(b"s" * spare)))
@@ -395,40 +415,19 @@ def test_a_body_buffer_is_the_announced_size_and_counts_are_checked() -> None:
 
 def test_garbage_right_after_a_body_received_in_place_is_refused() -> None:
     frame = p.encode(p.Message(p.MSG_RESULT, 1, 1, b"w" * p.CHUNKED_BODY))
-    reader = p.MessageReader(BIG_LIMIT)
-    reader.feed(frame[:1000])
-    assert reader.next_message() is None
-    view = reader.body_buffer()
-    assert view is not None
-    with view:
-        reader.body_received(fill(view, frame[1000:]))
-    reader.feed(b"GET / HTTP/1.1\r\n")
     with pytest.raises(ProtocolError, match="not a Pyro protocol message"):
-        reader.next_message()
+        receive_in_place(p.MessageReader(BIG_LIMIT), frame + b"GET / HTTP/1.1\r\n", 1000)
 
 
 def test_a_recycled_buffer_takes_the_next_body_and_can_be_dropped() -> None:
     reader = p.MessageReader(BIG_LIMIT)
     frame = p.encode(p.Message(p.MSG_INVOKE, 4, 1, b"a" * p.CHUNKED_BODY))
-    reader.feed(frame[:100])
-    assert reader.next_message() is None
-    view = reader.body_buffer()
-    assert view is not None
-    with view:
-        reader.body_received(fill(view, frame[100:]))
-    first = reader.next_message()
-    assert first is not None
+    first = receive_in_place(reader, frame, 100)
     buffer = first.data
     reader.recycle(first)
     assert first.data == b""  # the message no longer refers to the buffer
-    reader.feed(frame[:100])
-    assert reader.next_message() is None
-    view = reader.body_buffer()
-    assert view is not None
-    with view:
-        reader.body_received(fill(view, frame[100:]))
-    second = reader.next_message()
-    assert second is not None and second.data is buffer
+    second = receive_in_place(reader, frame, 100)
+    assert second.data is buffer
     reader.recycle(second)
     reader.drop_spare()
     reader.feed(frame[:100])
