@@ -685,9 +685,13 @@ def _check_shape(value: Any, limits: DecodeLimits, plain: frozenset[type] | None
             if not plain.issuperset(kinds):
                 bad = next(iter(kinds - plain))
                 raise SerializeError(f"unsupported type in payload: {bad.__name__}")
-        containers = list(compress(frontier, map(_is_container, map(type, frontier))))
-        if not containers:
+            if kinds.isdisjoint(_CONTAINERS):
+                return
+        elif _CONTAINERS.isdisjoint(map(type, frontier)):
+            # A level of leaves (a long list of numbers, say) ends the walk at half the
+            # cost of filtering it; it stops at the first container of a level that has one.
             return
+        containers = list(compress(frontier, map(_is_container, map(type, frontier))))
         depth += 1
         if depth > max_nesting:
             raise _too_deep(max_nesting)
@@ -2011,7 +2015,7 @@ def _msgpack_ext(code: int, data: bytes) -> Any:
 class _ElementBudget:
     """Counts container items as msgpack completes them; over budget aborts the unpacking."""
 
-    __slots__ = ("has_class", "left", "limit")
+    __slots__ = ("containers", "has_class", "left", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -2019,15 +2023,19 @@ class _ElementBudget:
         #: Whether a map with a ``__class__`` key was seen (cheaper here than
         #: searching a large payload for the marker: ~3 GB/s, 300 us per MiB).
         self.has_class = False
+        #: Containers seen: the payload nests no deeper than this.
+        self.containers = 0
 
     def list_hook(self, value: list[Any]) -> list[Any]:
         self.left -= len(value) + 1
+        self.containers += 1
         if self.left < 0:
             raise _too_many(self.limit)
         return value
 
     def map_hook(self, value: dict[Any, Any]) -> dict[Any, Any]:
         self.left -= 2 * len(value) + 1
+        self.containers += 1
         if self.left < 0:
             raise _too_many(self.limit)
         if "__class__" in value:
@@ -2110,7 +2118,9 @@ class MsgpackSerializer(Serializer):
                 f"invalid msgpack data: {type(err).__name__}: {_short(err)}"
             ) from None
         has_class = budget.has_class if budget is not None else b"__class__" in data
-        if size > max_nesting and not has_class:
+        # Depth: bounded by the size, and by the count of containers when it is known.
+        deep = size > max_nesting and (budget is None or budget.containers > max_nesting)
+        if deep and not has_class:
             _check_shape(value, limits._replace(max_elements=size))  # depth only
         return value, has_class
 

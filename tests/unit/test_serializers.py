@@ -33,7 +33,7 @@ import Pyro5.serializers
 import Pyro5.server
 import pytest
 import serpent
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from remoteobj import errors, serializers
@@ -1944,3 +1944,46 @@ def test_msgpack_hands_out_a_large_payload_as_a_view_and_a_small_one_as_bytes() 
     loop.append(loop)
     with pytest.raises(SerializeError, match="recursion limit"):
         ser.dumps_call_buffer("obj", "m", (loop,), {})
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, list | tuple):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+def _items(value: Any) -> int:
+    """What msgpack's element budget counts for ``value``."""
+    if isinstance(value, list | tuple):
+        return len(value) + 1 + sum(map(_items, value))
+    if isinstance(value, dict):
+        return 2 * len(value) + 1 + sum(map(_items, value.values()))
+    return 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    value=st.recursive(
+        st.one_of(st.integers(), st.binary(max_size=40)),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        ),
+        max_leaves=30,
+    ),
+    hooked=st.booleans(),
+)
+def test_msgpack_refuses_exactly_the_payloads_nested_too_deep(value: Any, hooked: bool) -> None:
+    ser = get_serializer("msgpack")
+    data = ser.dumps(value)
+    # hooked: a payload bigger (in bytes) than the element budget, decoded with the
+    # counting hooks, whose container count may spare the depth walk.
+    max_elements = _items(value) + 1 if hooked else 100_000
+    assume(not hooked or len(data) > max_elements)
+    limits = DecodeLimits(max_elements=max_elements, max_nesting=4)
+    if _depth(value) <= 4:
+        assert ser.loads(data, limits) == value
+    else:
+        with pytest.raises(MessageTooComplexError, match="deeper than 4"):
+            ser.loads(data, limits)
