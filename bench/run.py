@@ -577,6 +577,7 @@ def wl_oneway(ctx: Ctx) -> list[Figure]:
     """Oneway fire(x) back to back; the rate at which the server has *run* them (count())."""
     s = ctx.seconds
     lost: dict[str, int] = {"remoteobj": 0, "Pyro5": 0}
+    dropped: dict[str, int] = {"remoteobj": 0, "Pyro5": 0}
 
     def measure(name: str, fire: Callable[[int], object], count: Callable[[], int]) -> float:
         for _ in range(20):
@@ -616,9 +617,14 @@ def wl_oneway(ctx: Ctx) -> list[Figure]:
                 return measure("Pyro5", p.fire, p.count)
 
         res = alternate(ctx, {"remoteobj": ours, "Pyro5": theirs})
+        with ro_proxy(ro) as p:
+            dropped["remoteobj"] = p.dropped()
     note = "run by the server, per s"
     if any(lost.values()):
-        note += f"; calls lost: remoteobj {lost['remoteobj']}, Pyro5 {lost['Pyro5']}"
+        note += (
+            f"; calls lost: remoteobj {lost['remoteobj']} (of them dropped past the "
+            f"oneway_queue bound: {dropped['remoteobj']}), Pyro5 {lost['Pyro5']}"
+        )
     return [versus("oneway fire(x), serpent", "calls/s", res["remoteobj"], res["Pyro5"], note=note)]
 
 
