@@ -226,6 +226,8 @@ class Connection:
         "lock",
         "loop_reading",
         "oneway_drops",
+        "oneway_paused",
+        "oneways",
         "out",
         "out_since",
         "owner",
@@ -266,6 +268,12 @@ class Connection:
         #: The client closed its side while requests were still in the backlog.
         self.eof = False
         self.oneway_drops = 0
+        #: This connection's oneway calls running or queued (its reading pauses at
+        #: Config.oneway_workers of them; see Server._start_oneway).
+        self.oneways = 0
+        #: Reading paused behind them, until half have run (set and cleared under the
+        #: server's oneway lock, so a pause cannot miss the completion that ends it).
+        self.oneway_paused = False
         #: Polls this socket for the worker that keeps it (made on the first keep).
         self.poller: select.poll | None = None
 
@@ -449,7 +457,11 @@ class Server:
         conn.loop_reading = True
 
     def _evict_idle(self) -> bool:
-        idle = [c for c in self._conns.values() if c.inflight == 0 and c.owner == LOOP]
+        idle = [
+            c
+            for c in self._conns.values()
+            if c.inflight == 0 and c.oneways == 0 and c.owner == LOOP
+        ]
         if not idle:
             return False
         # Connections that never completed a handshake go first: a flood of new
@@ -593,19 +605,25 @@ class Server:
         self._finish(conn, await self.daemon.run_async(call))
 
     def _start_oneway(self, conn: Connection, call: Call) -> None:
-        """Run a oneway call detached, within the oneway bound (coroutines included);
-        past it the call is dropped and counted, and a connection that keeps
-        overflowing is closed. Logged once per connection, not per call."""
+        """Run a oneway call detached, within the oneway bounds (coroutines included).
+
+        A connection with ``oneway_workers`` oneway calls running or queued is
+        read no further until half of them have run (_apply_limits): its later
+        calls wait in its socket, and one client, however fast, cannot fill the
+        shared queue. Past the shared bound (many connections flooding at once)
+        a call is dropped and counted, and a connection that keeps overflowing
+        is closed. Logged once per connection, not per call."""
         cfg = self.config
         with self._oneway_lock:
             full = self._oneway_pending >= cfg.oneway_workers + cfg.oneway_queue
             if not full:
                 self._oneway_pending += 1
+                conn.oneways += 1
         if not full:
             if call.is_coroutine:
-                self._spawn(self._oneway_coroutine(call))
+                self._spawn(self._oneway_coroutine(conn, call))
             else:
-                self._oneway_pool.submit(self._run_oneway, call)
+                self._oneway_pool.submit(self._run_oneway, conn, call)
             return
         self._oneway_dropped += 1
         conn.oneway_drops += 1
@@ -622,21 +640,38 @@ class Server:
             conn.closing = True
             self._later(self._close, conn)
 
-    async def _oneway_coroutine(self, call: Call) -> None:
+    async def _oneway_coroutine(self, conn: Connection, call: Call) -> None:
         try:
             await self.daemon.run_async(call)
         finally:
-            self._oneway_done()
+            self._oneway_done(conn)
 
-    def _run_oneway(self, call: Call) -> None:
+    def _run_oneway(self, conn: Connection, call: Call) -> None:
         try:
             self.daemon.run_sync(call)
         finally:
-            self._oneway_done()
+            self._oneway_done(conn)
 
-    def _oneway_done(self) -> None:
+    def _oneway_done(self, conn: Connection) -> None:
         with self._oneway_lock:  # decremented from many threads: `-= 1` alone loses updates
             self._oneway_pending -= 1
+            conn.oneways -= 1
+            # Halfway down from the bound that paused it: read the connection again.
+            resume = conn.oneway_paused and conn.oneways <= self.config.oneway_workers // 2
+            if resume:
+                conn.oneway_paused = False
+        if resume:
+            self._later(self._apply_limits, conn)
+
+    def _pause_for_oneways(self, conn: Connection) -> bool:
+        """Whether ``conn`` has ``oneway_workers`` oneway calls waiting or running, and
+        so is read no further until half have run. Loop only (the only thread that
+        adds to ``conn.oneways``, so a count seen below the bound is not stale)."""
+        if conn.oneways >= self.config.oneway_workers:
+            with self._oneway_lock:
+                if conn.oneways >= self.config.oneway_workers:
+                    conn.oneway_paused = True
+        return conn.oneway_paused
 
     # --- finishing calls --------------------------------------------------------------
 
@@ -670,6 +705,7 @@ class Server:
             conn.inflight >= self.config.max_inflight_per_conn
             or over_global
             or len(conn.out) > self.config.write_high_water
+            or self._pause_for_oneways(conn)
         )
         if over or self._stopping:
             self._pause(conn)
@@ -956,7 +992,12 @@ class Server:
         elif conn.out and now - conn.out_since > cfg.write_timeout:
             log.info("closing %s: client stopped reading replies", conn.session.address)
             self._close(conn)
-        elif cfg.idle_timeout and conn.inflight == 0 and now - conn.last_active > cfg.idle_timeout:
+        elif (
+            cfg.idle_timeout
+            and conn.inflight == 0
+            and conn.oneways == 0  # (paused behind its oneway calls: not idle)
+            and now - conn.last_active > cfg.idle_timeout
+        ):
             self._close(conn)
 
     # --- writing ----------------------------------------------------------------------
