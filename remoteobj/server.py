@@ -664,13 +664,13 @@ class Server:
             self._later(self._apply_limits, conn)
 
     def _pause_for_oneways(self, conn: Connection) -> bool:
-        """Whether ``conn`` has ``oneway_workers`` oneway calls waiting or running, and
-        so is read no further until half have run. Loop only (the only thread that
-        adds to ``conn.oneways``, so a count seen below the bound is not stale)."""
-        if conn.oneways >= self.config.oneway_workers:
-            with self._oneway_lock:
-                if conn.oneways >= self.config.oneway_workers:
-                    conn.oneway_paused = True
+        """Whether ``conn``, seen with ``oneway_workers`` oneway calls waiting or running,
+        still has them, and so is read no further until half have run. Loop only (the
+        only thread that adds to ``conn.oneways``, so a count seen below the bound is
+        not stale; one seen above it may be, hence the check under the lock)."""
+        with self._oneway_lock:
+            if conn.oneways >= self.config.oneway_workers:
+                conn.oneway_paused = True
         return conn.oneway_paused
 
     # --- finishing calls --------------------------------------------------------------
@@ -705,7 +705,8 @@ class Server:
             conn.inflight >= self.config.max_inflight_per_conn
             or over_global
             or len(conn.out) > self.config.write_high_water
-            or self._pause_for_oneways(conn)
+            or conn.oneway_paused
+            or (conn.oneways >= self.config.oneway_workers and self._pause_for_oneways(conn))
         )
         if over or self._stopping:
             self._pause(conn)
