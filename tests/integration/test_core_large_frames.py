@@ -11,11 +11,13 @@ clients that vanish mid-body, and blobs, which must keep their payload.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -260,3 +262,35 @@ def test_a_client_gone_mid_body_is_closed_and_others_are_served(
         data = payload(MiB)
         other.send(echo_frame(data, 2))
         assert echoed(other, 2) == data
+
+
+def test_large_arguments_over_a_unix_socket_sync_and_async(tmp_path: Path) -> None:
+    @remoteobj.expose
+    class Echo:
+        def echo(self, x: object) -> object:
+            return x
+
+    daemon = remoteobj.Daemon(
+        unixsocket=str(tmp_path / "big.sock"),
+        config=remoteobj.Config(accepted_serializers=frozenset({"serpent", "msgpack"})),
+    )
+    uri = daemon.register(Echo(), "echo")
+    thread = threading.Thread(target=daemon.request_loop, daemon=True)
+    thread.start()
+    try:
+        cfg = remoteobj.Config(serializer="msgpack")
+        with remoteobj.Proxy(uri, config=cfg) as proxy:  # kept by a worker after the first
+            for size in SIZES:
+                data = payload(size)
+                assert proxy.echo(data) == data
+
+        async def via_async() -> None:
+            async with remoteobj.AsyncProxy(uri, config=cfg) as aproxy:
+                for size in SIZES:
+                    data = payload(size)
+                    assert await aproxy.echo(data) == data
+
+        asyncio.run(via_async())
+    finally:
+        daemon.close()
+        thread.join(5)
