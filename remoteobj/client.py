@@ -997,6 +997,8 @@ class Proxy:
 _Call = tuple[str, Sequence[Any], Mapping[str, Any] | None, int, str | None]
 #: A call sent: its seq and the waiter for its reply (``None`` for a oneway call).
 _Sent = tuple[int, "_Waiter | None"]
+#: The same for an AsyncProxy: its seq and the future of its reply.
+_AsyncSent = tuple[int, "asyncio.Future[p.Message] | None"]
 
 
 def _request(
@@ -1109,8 +1111,15 @@ class AsyncProxy:
     async def _connection(self, deadline: float | None = None) -> CallCore:
         """The connected core, connecting first if needed; connecting (and waiting for
         another task's connect) ends by ``deadline`` (loop time) or ``connect_timeout``."""
+        return (await self._connect(deadline, None))[0]
+
+    async def _connect(
+        self, deadline: float | None, first: _Call | None
+    ) -> tuple[CallCore, _AsyncSent | None]:
+        """The connected core, and whether ``first`` went out with the CONNECT (as
+        :meth:`Proxy._connect` does: when this process knows the object's metadata)."""
         if self._writer is not None and self._core is not None:
-            return self._core
+            return self._core, None
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         cfg = self._config
@@ -1125,31 +1134,40 @@ class AsyncProxy:
             raise TimeoutError(f"connecting to {self._uri} timed out") from None
         try:
             if self._writer is not None and self._core is not None:
-                return self._core
+                return self._core, None
             target, kept = await _target_async(self._uri, cfg)
             try:
-                core, reader, writer = await self._open(target, until)
+                core, reader, writer, msgs, sent = await self._open(target, until, first)
             except CommunicationError as exc:
                 if not _retry_elsewhere(exc, self._uri, cfg) or not kept:
                     raise
                 fresh, _ = await _target_async(self._uri, cfg)
                 if fresh == target:
                     raise
-                core, reader, writer = await self._open(fresh, until)
+                core, reader, writer, msgs, sent = await self._open(fresh, until, first)
+            assert core.meta is not None
+            _remember_meta(str(self._uri), core.meta)
             self._core = core
             self._writer = writer
-            self._reader_task = asyncio.get_running_loop().create_task(self._read_loop(reader))
-            return core
+            loop = asyncio.get_running_loop()
+            self._reader_task = loop.create_task(self._read_loop(reader, msgs))
+            return core, sent
         finally:
             self._connecting.release()
 
     async def _open(
-        self, uri: URI, until: float
-    ) -> tuple[CallCore, asyncio.StreamReader, asyncio.StreamWriter]:
-        """Connect to ``uri`` and shake hands by ``until`` (loop time)."""
+        self, uri: URI, until: float, first: _Call | None
+    ) -> tuple[
+        CallCore, asyncio.StreamReader, asyncio.StreamWriter, p.MessageReader, _AsyncSent | None
+    ]:
+        """Connect to ``uri`` and shake hands by ``until`` (loop time), ``first`` riding
+        along when it can; the reader holds whatever came after the daemon's answer."""
         cfg = self._config
         core = CallCore(uri, cfg)
         tls = client_context(cfg) if cfg.ssl else None
+        known = _known_meta.get(str(self._uri)) if first is not None and core.auth is None else None
+        sent: _AsyncSent | None = None
+        msgs = p.MessageReader(cfg.max_message_size)
         try:
             async with asyncio.timeout_at(until):
                 if uri.sockname is not None:
@@ -1161,8 +1179,13 @@ class AsyncProxy:
                         uri.host, uri.port, ssl=tls, server_hostname=uri.host if tls else None
                     )
                 try:
-                    frame: bytes | None = core.connect_frame()
-                    msgs = p.MessageReader(cfg.max_message_size)
+                    hello = core.connect_frame()
+                    if known is not None and first is not None:
+                        request = self._first_request(core, known, first)
+                        if request is not None:
+                            data, sent = request
+                            hello += data
+                    frame: bytes | None = hello
                     while frame is not None:  # twice when the daemon asks to authenticate
                         writer.write(frame)
                         frame = core.on_connect_reply(await _read_one(reader, msgs))
@@ -1170,27 +1193,72 @@ class AsyncProxy:
                     writer.close()
                     raise
         except builtins.TimeoutError:
+            self._forget(sent)
             raise TimeoutError(f"connecting to {uri.location} timed out") from None
         except OSError as exc:
+            self._forget(sent)
+            if sent is not None:  # (the daemon may have accepted it and run the call)
+                raise ConnectionClosedError(
+                    f"handshake with {uri.location} failed: {exc}", sent=True
+                ) from exc
             raise CommunicationError(f"cannot connect to {uri.location}: {exc}") from exc
+        except BaseException:
+            self._forget(sent)
+            raise
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family != socket.AF_UNIX:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return core, reader, writer
+        return core, reader, writer, msgs, sent
 
-    async def _read_loop(self, stream: asyncio.StreamReader) -> None:
-        reader = p.MessageReader(self._config.max_message_size)
+    def _first_request(
+        self, core: CallCore, meta: RemoteMeta, call: _Call
+    ) -> tuple[bytes, _AsyncSent] | None:
+        """The INVOKE of ``call`` to send behind the CONNECT, with its seq and the future
+        of its reply (``None`` for a oneway call); ``None`` when ``meta`` does not
+        list the method (then the proxy connects and asks first)."""
+        method, args, kwargs, flags, object_id = call
+        if object_id is not None or method not in meta.methods or method in meta.attrs:
+            return None
+        if method in meta.oneway:
+            flags |= p.FLAGS_ONEWAY
+        if flags & p.FLAGS_ONEWAY:
+            frame = core.invoke_frame(0, method, args, kwargs, flags)
+            return p.joined(frame), (0, None)
+        seq = self._next_seq()
+        frame = core.invoke_frame(seq, method, args, kwargs, flags)
+        fut: asyncio.Future[p.Message] = asyncio.get_running_loop().create_future()
+        self._pending[seq] = fut
+        return p.joined(frame), (seq, fut)
+
+    def _forget(self, sent: _AsyncSent | None) -> None:
+        """Drop the reply future of a first call whose connection failed."""
+        if sent is not None and sent[1] is not None:
+            self._pending.pop(sent[0], None)
+            sent[1].cancel()
+
+    def _next_seq(self) -> int:
+        seq = self._seq
+        while True:
+            seq = (seq + 1) & 0xFFFF
+            if seq not in self._pending:
+                break
+        self._seq = seq
+        return seq
+
+    async def _read_loop(self, stream: asyncio.StreamReader, reader: p.MessageReader) -> None:
+        """Hand each reply to its call's future; ``reader`` may hold replies already
+        (the first call's, read together with the CONNECT's answer)."""
         try:
             while True:
-                data = await stream.read(RECV_SIZE)
-                if not data:
-                    raise ConnectionResetError("connection closed by the server")
-                reader.feed(data)
                 while (msg := reader.next_message()) is not None:
                     fut = self._pending.pop(msg.seq, None)
                     if fut is not None and not fut.done():
                         fut.set_result(msg)
+                data = await stream.read(RECV_SIZE)
+                if not data:
+                    raise ConnectionResetError("connection closed by the server")
+                reader.feed(data)
         except asyncio.CancelledError:
             # The loop is shutting down (or _fail cancelled us): close the transport
             # now, or it outlives its loop.
@@ -1249,27 +1317,29 @@ class AsyncProxy:
         # One deadline for the whole call: connecting, a full send buffer, the reply.
         timeout = self._timeout
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        core = await self._connection(deadline)
-        if object_id is None and method not in ("__getattr__", "__setattr__", "<batch>"):
-            core.check_method(method)
+        core, sent = await self._connect(deadline, (method, args, kwargs, flags, object_id))
         writer = self._writer
         assert writer is not None
-        if self._stream_closes:
-            self._close_streams(writer, core)
-        if object_id is None and core.is_oneway(method):
-            flags |= p.FLAGS_ONEWAY
-        if flags & p.FLAGS_ONEWAY:
-            _write(writer, core.invoke_frame(0, method, args, kwargs, flags, object_id=object_id))
-            return core, None
-        seq = self._seq
-        while True:
-            seq = (seq + 1) & 0xFFFF
-            if seq not in self._pending:
-                break
-        self._seq = seq
-        fut: asyncio.Future[p.Message] = asyncio.get_running_loop().create_future()
-        self._pending[seq] = fut
-        _write(writer, core.invoke_frame(seq, method, args, kwargs, flags, object_id=object_id))
+        if sent is not None:  # went out with the CONNECT
+            seq, first = sent
+            if first is None:
+                return core, None  # oneway
+            fut = first
+        else:
+            if object_id is None and method not in ("__getattr__", "__setattr__", "<batch>"):
+                core.check_method(method)
+            if self._stream_closes:
+                self._close_streams(writer, core)
+            if object_id is None and core.is_oneway(method):
+                flags |= p.FLAGS_ONEWAY
+            if flags & p.FLAGS_ONEWAY:
+                frame = core.invoke_frame(0, method, args, kwargs, flags, object_id=object_id)
+                _write(writer, frame)
+                return core, None
+            seq = self._next_seq()
+            fut = asyncio.get_running_loop().create_future()
+            self._pending[seq] = fut
+            _write(writer, core.invoke_frame(seq, method, args, kwargs, flags, object_id=object_id))
         try:
             async with asyncio.timeout_at(deadline):
                 if writer.transport.get_write_buffer_size() > self._config.write_high_water:
