@@ -681,14 +681,36 @@ def wl_connect(ctx: Ctx) -> list[Figure]:
             with pyro_proxy(py) as p:
                 p.ping()
 
+        async def ours_async() -> float:
+            async def one() -> None:
+                async with remoteobj.AsyncProxy(ro) as p:
+                    await p.ping()
+
+            for _ in range(5):
+                await one()
+            done, start = 0, time.perf_counter()
+            while (elapsed := time.perf_counter() - start) < s:
+                await one()
+                done += 1
+            return done / elapsed
+
         res = alternate(
             ctx,
             {
                 "remoteobj": lambda: timed(ours, s, batch=5, warm=5),
                 "Pyro5": lambda: timed(theirs, s, batch=5, warm=5),
+                "remoteobj-async": lambda: run_async(ours_async),
             },
         )
-    return [versus("connect + first call", "conn/s", res["remoteobj"], res["Pyro5"], 1.3)]
+    return [
+        versus("connect + first call", "conn/s", res["remoteobj"], res["Pyro5"], 1.3),
+        versus(
+            "(ref) AsyncProxy: connect + first call (vs Pyro5's Proxy)",
+            "conn/s",
+            res["remoteobj-async"],
+            res["Pyro5"],
+        ),
+    ]
 
 
 def _ns_slice(
