@@ -294,3 +294,16 @@ def test_large_arguments_over_a_unix_socket_sync_and_async(tmp_path: Path) -> No
     finally:
         daemon.close()
         thread.join(5)
+
+
+def test_large_compressed_bodies_read_in_place_are_inflated() -> None:
+    proc, uri, _ = start_peer({**KEPT, "REMOTEOBJ_COMPRESSION": "1"})
+    try:
+        cfg = remoteobj.Config(compression=True)
+        with remoteobj.Proxy(uri, config=cfg) as proxy:
+            assert proxy.echo("warm") == "warm"
+            for size in (MiB, 300_000):  # random bytes: they stay large when compressed
+                data = payload(size)
+                assert as_bytes(proxy.echo(data)) == data
+    finally:
+        proc.kill()
