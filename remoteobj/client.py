@@ -29,7 +29,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Container, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -342,6 +342,15 @@ def _sendall_parts(
             view.release()
 
 
+def _next_free_seq(last: int, pending: Container[int]) -> int:
+    """The seq after ``last`` (16 bits, wrapping) that no call in flight uses."""
+    seq = last
+    while True:
+        seq = (seq + 1) & 0xFFFF
+        if seq not in pending:
+            return seq
+
+
 class _Waiter:
     """One thread waiting for its reply on a shared connection."""
 
@@ -405,12 +414,7 @@ class _SyncConnection:
         with self.lock:
             if self.broken is not None:
                 raise ConnectionClosedError(f"connection lost: {self.broken}", sent=False)
-            seq = self.seq
-            while True:
-                seq = (seq + 1) & 0xFFFF
-                if seq not in self.pending:
-                    break
-            self.seq = seq
+            seq = self.seq = _next_free_seq(self.seq, self.pending)
             self.pending[seq] = waiter
         return seq, waiter
 
@@ -1238,12 +1242,7 @@ class AsyncProxy:
             sent[1].cancel()
 
     def _next_seq(self) -> int:
-        seq = self._seq
-        while True:
-            seq = (seq + 1) & 0xFFFF
-            if seq not in self._pending:
-                break
-        self._seq = seq
+        seq = self._seq = _next_free_seq(self._seq, self._pending)
         return seq
 
     async def _read_loop(self, stream: asyncio.StreamReader, reader: p.MessageReader) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from typing import Any
 
 import pytest
 
@@ -86,20 +87,18 @@ def test_concurrent_clients_soak() -> None:
 # --- G10: oneway flood ------------------------------------------------------------------------
 
 
+def oneway_frame(method: str, *args: Any) -> bytes:
+    """A oneway INVOKE of ``Hard.<method>(*args)`` in serpent."""
+    data = SERPENT.dumps_call("hard", method, args, {})
+    return p.encode(p.Message(p.MSG_INVOKE, 1, 0, data, p.FLAGS_ONEWAY))
+
+
 def oneway_flood(calls: int, seconds: float, lanes: int) -> None:
     """``calls`` oneway ``sleep(1)`` calls over ``seconds``, in bursts of 100 spread over
     ``lanes`` connections at once (a connection the server closes for flooding is
     replaced by a new one)."""
     proc, uri, port = start_peer()
-    frame = p.encode(
-        p.Message(
-            p.MSG_INVOKE,
-            1,
-            0,
-            SERPENT.dumps_call("hard", "slow_oneway", (1.0,), {}),
-            p.FLAGS_ONEWAY,
-        )
-    )
+    frame = oneway_frame("slow_oneway", 1.0)
     try:
         with Canary(uri) as canary:
             before = stats(uri)
@@ -183,8 +182,7 @@ def test_a_fast_client_loses_no_oneway_call() -> None:
     try:
         with RawConn(port) as raw:
             raw.connect()
-            call = SERPENT.dumps_call("hard", "slow_oneway", (0.002,), {})
-            frame = p.encode(p.Message(p.MSG_INVOKE, 1, 0, call, p.FLAGS_ONEWAY))
+            frame = oneway_frame("slow_oneway", 0.002)
             for _ in range(10):
                 raw.send(frame * 1000)  # far more at once than the shared queue holds
             wait_for(
@@ -202,8 +200,7 @@ def test_oneway_flood_to_a_coroutine_method_is_bounded_too() -> None:
     try:
         with RawConn(port) as raw:
             raw.connect()
-            data = SERPENT.dumps_call("hard", "asleep", (2.0,), {})
-            frame = p.encode(p.Message(p.MSG_INVOKE, 1, 0, data, p.FLAGS_ONEWAY))
+            frame = oneway_frame("asleep", 2.0)
             for _ in range(30):
                 try:
                     raw.send(frame * 100)
@@ -414,9 +411,9 @@ def test_pipelined_oneway_calls_then_close_all_run() -> None:
     try:
         with RawConn(port) as raw:
             raw.connect()
-            call = SERPENT.dumps_call("hard", "slow_oneway", (0.0,), {})
-            frame = p.encode(p.Message(p.MSG_INVOKE, 1, 0, call, p.FLAGS_ONEWAY))
-            raw.send(frame * 500)  # then close at once: nothing may be lost
+            raw.send(
+                oneway_frame("slow_oneway", 0.0) * 500
+            )  # then close at once: nothing may be lost
         wait_for(lambda: stats(uri)["oneway_ran"] == 500, 5, message="all 500 oneway calls ran")
     finally:
         proc.kill()
