@@ -29,7 +29,6 @@ from __future__ import annotations
 import builtins
 import heapq
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,6 +37,7 @@ from typing import Any, cast
 from remoteobj.errors import NamingError
 from remoteobj.uri import URI
 
+from .patterns import compile_pattern, select
 from .storage import Change, Delete, Entry, MemoryStorage, Put, Storage
 
 __all__ = [
@@ -308,11 +308,9 @@ class Registry:
         if prefix:
             return [n for n, _ in self._live_items(now) if n.startswith(prefix)]
         if regex:
-            try:
-                pattern = re.compile(regex)
-            except (re.error, TypeError) as exc:
-                raise NamingError("invalid regex: " + str(exc)) from None
-            return [n for n, _ in self._live_items(now) if pattern.match(n)]
+            # Refused before it runs when it could be costly, and cut off at a time budget:
+            # matching holds this lock and the GIL (see nameserver.patterns).
+            return select(compile_pattern(regex), (n for n, _ in self._live_items(now)))
         return [n for n, _ in self._live_items(now)]
 
     def list(self, prefix: str | None = None, regex: str | None = None) -> dict[str, Entry]:
