@@ -339,6 +339,14 @@ def flat_list(elements: int) -> bytes:
         ),
         (b"# serpent utf-8 python3.2\n('hard','echo',(1e999999,),{})", ""),
         (b"# serpent utf-8 python3.2\n('hard','echo',('\x00',),{})", "NUL"),
+        # 40,000 ints that all hash to 0 (hash(int) is the value modulo 2**61 - 1):
+        # building the dict would hold the GIL ~10 s.
+        (
+            b"# serpent utf-8 python3.2\n('hard','echo',({"
+            + b"".join(b"%d:0," % (i * ((1 << 61) - 1)) for i in range(40_000))
+            + b"},),{})",
+            "same hash",
+        ),
     ],
     ids=[
         "1MiB flat list",
@@ -348,6 +356,7 @@ def flat_list(elements: int) -> bytes:
         "operators",
         "1e999999",
         "NUL",
+        "hash flood",
     ],
 )
 def test_serpent_bombs_get_clean_error_replies(
