@@ -761,8 +761,9 @@ class Daemon:
         reset_context(tokens[0])
         _forget_target(call)
 
-    def run_sync(self, call: Call) -> bytes | None:
-        """Run a synchronous call (in a worker thread); the reply frame, or ``None`` if oneway."""
+    def run_sync(self, call: Call) -> p.Frame | None:
+        """Run a synchronous call (in a worker thread); the reply frame (in parts when its
+        payload is large: see :func:`remoteobj.protocol.encode_frame`), or ``None`` if oneway."""
         tokens = self._enter(call)
         try:
             result = (
@@ -775,8 +776,9 @@ class Daemon:
         finally:
             self._leave(call, tokens)
 
-    async def run_async(self, call: Call) -> bytes | None:
-        """Run a coroutine method on the event loop; the reply frame, or ``None`` if oneway."""
+    async def run_async(self, call: Call) -> p.Frame | None:
+        """Run a coroutine method on the event loop; the reply frame (as :meth:`run_sync`),
+        or ``None`` if oneway."""
         tokens = self._enter(call)
         try:
             result = await call.func(*call.args, **call.kwargs)
@@ -787,7 +789,7 @@ class Daemon:
         finally:
             self._leave(call, tokens)
 
-    def _failed(self, call: Call, exc: Exception) -> bytes | None:
+    def _failed(self, call: Call, exc: Exception) -> p.Frame | None:
         if getattr(call.func, "_pyroCallback", False):
             log.warning(
                 "exception in callback %s", getattr(call.func, "__name__", call.func), exc_info=exc
@@ -800,7 +802,7 @@ class Daemon:
         data = self._dump_exception(call.serializer, exc, user_code)
         return self._reply(call, data, p.FLAGS_EXCEPTION)
 
-    def _result(self, call: Call, result: Any) -> bytes | None:
+    def _result(self, call: Call, result: Any) -> p.Frame | None:
         if call.oneway:
             return None
         if call.batch is None and is_stream(result):
@@ -813,7 +815,7 @@ class Daemon:
             return self._reply(call, self._dump_exception(call.serializer, err), p.FLAGS_EXCEPTION)
         return self._reply(call, data, p.FLAGS_BATCH if call.batch is not None else 0)
 
-    def _stream_reply(self, call: Call, iterator: Any) -> bytes:
+    def _stream_reply(self, call: Call, iterator: Any) -> p.Frame:
         """Keep an iterator result as a stream and answer with its id (Pyro5's
         EXCEPTION|ITEMSTREAMRESULT reply with the ``STRM`` annotation)."""
         try:
@@ -826,11 +828,11 @@ class Daemon:
         data = call.serializer.dumps(ProtocolError(STREAM_RESULT_TEXT))
         return self._reply(call, data, p.FLAGS_EXCEPTION | p.FLAGS_ITEMSTREAMRESULT)
 
-    def _reply(self, call: Call, data: bytes, flags: int) -> bytes:
+    def _reply(self, call: Call, data: bytes, flags: int) -> p.Frame:
         msg = call.msg
         if call.batch is not None:
             flags |= p.FLAGS_BATCH
-        return p.encode(
+        return p.encode_frame(
             p.Message(
                 p.MSG_RESULT,
                 msg.serializer_id,

@@ -675,7 +675,7 @@ class Server:
 
     # --- finishing calls --------------------------------------------------------------
 
-    def _finish(self, conn: Connection, reply: bytes | None) -> None:
+    def _finish(self, conn: Connection, reply: p.Frame | None) -> None:
         """Send a reply produced on the loop and count the request done."""
         if reply is not None:
             self._send(conn, reply)
@@ -1003,28 +1003,35 @@ class Server:
 
     # --- writing ----------------------------------------------------------------------
 
-    def _send(self, conn: Connection, data: bytes) -> None:
-        """Send a frame from any thread; what the socket does not take, the loop flushes."""
+    def _send(self, conn: Connection, frame: p.Frame) -> None:
+        """Send a frame from any thread; what the socket does not take, the loop flushes.
+        A frame in parts goes out in one gathered write, its payload never joined."""
         if conn.tls:
-            self._to_loop(self._tls_send, conn, data)
+            self._to_loop(self._tls_send, conn, p.joined(frame))
             return
+        parts = (frame,) if isinstance(frame, bytes) else frame
         with conn.wlock:
             if conn.closed:
                 return
             if conn.out:
-                conn.out += data
+                for part in parts:
+                    conn.out += part
                 return
             try:
-                sent = conn.sock.send(data)
+                sent = (
+                    conn.sock.send(frame) if isinstance(frame, bytes) else conn.sock.sendmsg(parts)
+                )
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
                 conn.closing = True
                 self._later(self._close, conn)
                 return
-            if sent == len(data):
+            rest = _unsent(parts, sent)
+            if not rest:
                 return
-            conn.out += memoryview(data)[sent:]
+            for part in rest:
+                conn.out += part
             conn.out_since = time.monotonic()
         self._to_loop(self._want_write, conn)
 
@@ -1223,6 +1230,20 @@ class Server:
             with conn.lock:
                 conn.owner = LOOP  # the loop is ending; workers find the socket closed
             self._close(conn)
+
+
+def _unsent(
+    parts: tuple[bytes, ...] | tuple[bytes, bytes | bytearray | memoryview], sent: int
+) -> list[bytes | bytearray | memoryview]:
+    """What is left of ``parts`` after the socket took ``sent`` bytes of them."""
+    rest: list[bytes | bytearray | memoryview] = []
+    for part in parts:
+        if sent >= len(part):
+            sent -= len(part)
+            continue
+        rest.append(memoryview(part)[sent:] if sent else part)
+        sent = 0
+    return rest
 
 
 def _tune_tcp(sock: socket.socket, keepalive: tuple[int, int, int], user_timeout: float) -> None:

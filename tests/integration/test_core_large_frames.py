@@ -307,3 +307,27 @@ def test_large_compressed_bodies_read_in_place_are_inflated() -> None:
                 assert as_bytes(proxy.echo(data)) == data
     finally:
         proc.kill()
+
+
+def test_a_large_result_the_socket_takes_in_pieces_arrives_whole() -> None:
+    @remoteobj.expose
+    class Echo:
+        def echo(self, x: object) -> object:
+            return x
+
+    cfg = remoteobj.Config(accepted_serializers=frozenset({"msgpack"}))
+    daemon = remoteobj.Daemon("127.0.0.1", 0, config=cfg)
+    uri = daemon.register(Echo(), "echo")
+    # Accepted sockets inherit a small send buffer: a reply in parts (header, then the
+    # payload) is taken a few KiB at a time, the rest waits in the daemon's buffer.
+    daemon.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024)
+    thread = threading.Thread(target=daemon.request_loop, daemon=True)
+    thread.start()
+    try:
+        with remoteobj.Proxy(uri, config=remoteobj.Config(serializer="msgpack")) as proxy:
+            for size in (2 * MiB, 300_000, 3 * MiB):
+                data = payload(size)
+                assert proxy.echo(data) == data
+    finally:
+        daemon.close()
+        thread.join(5)

@@ -461,3 +461,15 @@ def test_only_large_payloads_travel_in_parts() -> None:
     parts = p.encode_frame(big)
     assert type(parts) is tuple and parts[1] is big.data
     assert p.joined(parts) == p.encode(big)
+
+
+@given(head=st.binary(min_size=1, max_size=60), payload=st.binary(max_size=200), sent=st.data())
+def test_what_is_left_of_a_frame_in_parts_after_a_partial_write(
+    head: bytes, payload: bytes, sent: st.DataObject
+) -> None:
+    from remoteobj.server import _unsent
+
+    took = sent.draw(st.integers(0, len(head) + len(payload)))
+    rest = _unsent((head, payload), took)
+    assert b"".join(bytes(part) for part in rest) == (head + payload)[took:]
+    assert all(len(part) for part in rest)
