@@ -378,6 +378,8 @@ class _SyncConnection:
         self.broken: BaseException | None = None
         self.seq = 0
         sock.settimeout(None)  # blocking; timeouts come from the kernel (see _settimeout)
+        #: recv flags for a large body: wait for all of it (TLS sockets take no flags).
+        self._waitall = 0 if isinstance(sock, ssl.SSLSocket) else socket.MSG_WAITALL
         self.timeout: float | None = None
         #: When a reply last arrived; an idle connection is checked before reuse.
         self.last_used = time.monotonic()
@@ -544,7 +546,15 @@ class _SyncConnection:
             raise builtins.TimeoutError
         self._settimeout(remaining)
         try:
-            got = receive(self.sock, self.reader)
+            body = self.reader.body_buffer()
+            if body is None:
+                got = receive(self.sock, self.reader)
+            else:
+                # A large reply's body, in place and (plain TCP) in one wait: only this
+                # leader reads, and the body is the answer to a call this proxy made.
+                with body:
+                    got = self.sock.recv_into(body, 0, self._waitall)
+                self.reader.body_received(got)
         except (BlockingIOError, ssl.SSLWantReadError):  # SO_RCVTIMEO expired
             raise builtins.TimeoutError from None
         except (ProtocolError, OSError) as exc:

@@ -331,3 +331,41 @@ def test_a_large_result_the_socket_takes_in_pieces_arrives_whole() -> None:
     finally:
         daemon.close()
         thread.join(5)
+
+
+def test_a_large_reply_that_stops_coming_ends_at_the_calls_deadline() -> None:
+    ser = get_serializer("serpent")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def stalling_daemon() -> None:
+        conn, _ = listener.accept()
+        reader = p.MessageReader(1 << 20)
+        meta = {"methods": ["echo"], "oneway": [], "attrs": []}
+        with conn:
+            while not stop.is_set():
+                data = conn.recv(65536)
+                if not data:
+                    return
+                reader.feed(data)
+                while (msg := reader.next_message()) is not None:
+                    if msg.type == p.MSG_CONNECT:
+                        ok = ser.dumps({"meta": meta, "handshake": None})
+                        conn.sendall(p.encode(p.Message(p.MSG_CONNECTOK, 1, msg.seq, ok)))
+                    else:  # announce a 1 MiB reply, send a little of it, then nothing
+                        reply = p.encode(p.Message(p.MSG_RESULT, 1, msg.seq, b"x" * MiB))
+                        conn.sendall(reply[:5000])
+
+    thread = threading.Thread(target=stalling_daemon, daemon=True)
+    thread.start()
+    try:
+        with remoteobj.Proxy(f"PYRO:obj@127.0.0.1:{port}") as proxy:
+            proxy._timeout = 0.5
+            started = time.monotonic()
+            with pytest.raises(remoteobj.errors.TimeoutError):
+                proxy.echo("the reply will never be whole")
+            assert 0.45 <= time.monotonic() - started < 2.0
+    finally:
+        stop.set()
+        listener.close()
