@@ -629,7 +629,8 @@ def wl_oneway(ctx: Ctx) -> list[Figure]:
 
 
 def wl_args(ctx: Ctx) -> list[Figure]:
-    """Big arguments: 1 MiB of bytes (serpent, msgpack), a 10k-int list (serpent, msgpack)."""
+    """Big arguments: 1 MiB of bytes (serpent, msgpack), a 10k-int list (serpent, msgpack);
+    and 1 MiB echoed (a big result too), msgpack."""
     s = ctx.seconds
     blob = os.urandom(MiB)
     ints = list(range(10_000))
@@ -664,6 +665,31 @@ def wl_args(ctx: Ctx) -> list[Figure]:
                 figures.append(
                     versus(f"{label}, {ser}", unit, res["remoteobj"], res["Pyro5"], target)
                 )
+
+        def echoed(make: Callable[[], Any]) -> Callable[[], float]:
+            def slice_() -> float:
+                with make() as p:
+                    if p.echo(blob) != blob:
+                        raise AssertionError("echo() returned other bytes")
+                    return timed(lambda: p.echo(blob), s, batch=1, warm=2) * 2  # MiB both ways
+
+            return slice_
+
+        res = alternate(
+            ctx,
+            {
+                "remoteobj": echoed(lambda: ro_proxy(ro, "msgpack")),
+                "Pyro5": echoed(lambda: pyro_proxy(py, "msgpack")),
+            },
+        )
+        figures.append(
+            versus(
+                "(ref) 1 MiB bytes echoed (argument and result), msgpack",
+                "MiB/s",
+                res["remoteobj"],
+                res["Pyro5"],
+            )
+        )
     return figures
 
 
