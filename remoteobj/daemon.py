@@ -230,6 +230,8 @@ class Daemon:
                 self._serializers[ser.serializer_id] = ser
         #: CONNECTOK payloads already made (see _connect_payload).
         self._connect_replies: dict[tuple[int, str, str | None], tuple[ExposedMembers, bytes]] = {}
+        #: Whether a subclass overrides annotations() (replies ask it only then).
+        self._own_annotations = type(self).annotations is not Daemon.annotations
         self._sock: socket.socket | None = None
         self._server: Server | None = None
         self._lease_keeper: Any = None
@@ -568,6 +570,7 @@ class Daemon:
                         ser.serializer_id,
                         msg.seq,
                         ser.dumps(step.challenge),
+                        annotations=self._annotate({}),
                         corr_id=session.corr_id,
                     )
                     return p.encode(challenge), False
@@ -584,13 +587,19 @@ class Daemon:
                 fail_ser.serializer_id,
                 msg.seq,
                 fail_ser.dumps(str(exc)),
+                annotations=self._annotate({}),
                 corr_id=session.corr_id,
             )
             return p.encode(reply), False
         session.handshake = data.get("handshake")
         session.handshaken = True
         reply = p.Message(
-            p.MSG_CONNECTOK, ser.serializer_id, msg.seq, payload, corr_id=session.corr_id
+            p.MSG_CONNECTOK,
+            ser.serializer_id,
+            msg.seq,
+            payload,
+            annotations=self._annotate({}),
+            corr_id=session.corr_id,
         )
         return p.encode(reply), True
 
@@ -627,17 +636,51 @@ class Daemon:
         self._connect_replies[key] = (reg.members, payload)
         return payload
 
+    def annotations(self) -> dict[str, bytes]:
+        """Override to send these annotations with every reply of this daemon, as Pyro5's
+        ``Daemon.annotations()``: connect answers, pongs, results and errors. Keys are 4
+        ASCII characters, values bytes; they are merged over what a call put in
+        ``current_context().response_annotations``. A hook that raises or returns
+        something else is logged and left out of the reply, which still goes."""
+        return {}
+
+    def _annotate(self, base: dict[str, bytes]) -> dict[str, bytes]:
+        """``base`` with :meth:`annotations` merged over it (``base`` itself if none)."""
+        if not self._own_annotations:
+            return base
+        try:
+            extra = self.annotations()
+            _check_annotations(extra)
+        except Exception:
+            log.exception("Daemon.annotations() failed; replying without its annotations")
+            return base
+        return {**base, **extra}
+
     def connect_fail(self, seq: int, reason: str) -> bytes:
         """A CONNECTFAIL frame (marshal, as Pyro5 sends before it knows the serializer)."""
         ser = get_serializer(MARSHAL_ID)
         return p.encode(
-            p.Message(p.MSG_CONNECTFAIL, MARSHAL_ID, seq, ser.dumps(reason), corr_id=_new_corr_id())
+            p.Message(
+                p.MSG_CONNECTFAIL,
+                MARSHAL_ID,
+                seq,
+                ser.dumps(reason),
+                annotations=self._annotate({}),
+                corr_id=_new_corr_id(),
+            )
         )
 
     def pong(self, msg: p.Message) -> bytes:
         """The answer to a PING: same seq and serializer id, payload ``pong``."""
         return p.encode(
-            p.Message(p.MSG_PING, msg.serializer_id, msg.seq, b"pong", corr_id=_new_corr_id())
+            p.Message(
+                p.MSG_PING,
+                msg.serializer_id,
+                msg.seq,
+                b"pong",
+                annotations=self._annotate({}),
+                corr_id=_new_corr_id(),
+            )
         )
 
     def error_reply(
@@ -655,6 +698,7 @@ class Daemon:
                 msg.seq,
                 self._dump_exception(ser, exc, user_code=False),
                 p.FLAGS_EXCEPTION,
+                self._annotate({}),
                 corr_id=corr,
             ),
             compress=self.config.compression,
@@ -832,15 +876,23 @@ class Daemon:
         msg = call.msg
         if call.batch is not None:
             flags |= p.FLAGS_BATCH
+        annotations = call.ctx.response_annotations
+        if self._own_annotations:
+            annotations = self._annotate(annotations)
+        if annotations:
+            try:
+                _check_annotations(annotations)
+            except (TypeError, ValueError) as exc:
+                # Set by the method (current_context().response_annotations): its
+                # caller gets this error instead of a reply that cannot be encoded.
+                log.warning("unsendable response annotations from %s: %s", call.func, exc)
+                error = ProtocolError(f"invalid response annotations: {exc}")
+                data = self._dump_exception(call.serializer, error, user_code=False)
+                flags = p.FLAGS_EXCEPTION
+                annotations = {}
         return p.encode_frame(
             p.Message(
-                p.MSG_RESULT,
-                msg.serializer_id,
-                msg.seq,
-                data,
-                flags,
-                call.ctx.response_annotations,
-                msg.corr_id,
+                p.MSG_RESULT, msg.serializer_id, msg.seq, data, flags, annotations, msg.corr_id
             ),
             compress=self.config.compression,
         )
@@ -855,6 +907,18 @@ class Daemon:
             return ser.dumps(exc)
         except Exception as err:
             return ser.dumps(RemoteObjError(f"Error serializing exception: {err}"))
+
+
+def _check_annotations(annotations: Any) -> None:
+    """Raise unless ``annotations`` can go in a frame: a dict of 4-ASCII-character keys
+    and bytes values."""
+    if type(annotations) is not dict:
+        raise TypeError(f"annotations must be a dict, not {type(annotations).__name__}")
+    for key, value in annotations.items():
+        if type(key) is not str or len(key) != 4 or not key.isascii():
+            raise ValueError(f"annotation key must be 4 ASCII characters, not {key!r:.40}")
+        if not isinstance(value, bytes | bytearray):
+            raise TypeError(f"annotation {key!r} must be bytes, not {type(value).__name__}")
 
 
 def _new_corr_id() -> bytes:

@@ -265,6 +265,9 @@ def main() -> None:
                     raise remoteobj.errors.SecurityError("bad handshake")
                 return "welcome" if token is not None else "hello"
 
+            def annotations(self) -> dict[str, bytes]:
+                return {"DMON": b"remoteobj"}  # on every reply, as Pyro5's hook
+
         daemon: Any = Daemon("127.0.0.1", args.port, config=cfg)
     else:
         from Pyro5 import api, config, errors
@@ -284,6 +287,9 @@ def main() -> None:
                 if token is not None and data != token:
                     raise errors.SecurityError("bad handshake")
                 return "welcome" if token is not None else "hello"
+
+            def annotations(self) -> dict[str, bytes]:
+                return {"DMON": b"pyro5"}
 
         daemon = PyroDaemon(host="127.0.0.1", port=args.port)
     objects["feat.service"].daemon = daemon

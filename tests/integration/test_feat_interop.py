@@ -446,6 +446,19 @@ def test_annotations_travel_both_ways(server: str) -> None:
         assert "RESP" not in ctx.response_annotations  # each reply replaces them
 
 
+def test_a_daemons_own_annotations_ride_on_every_reply(server: str) -> None:
+    with call_context() as ctx, remoteobj.Proxy(server) as p:
+        result = p.context()  # its RESP, and the daemon's DMON merged over it
+        impl = result["impl"]
+        assert ctx.response_annotations["DMON"] == impl.encode()
+        assert ctx.response_annotations["RESP"] == b"reply-" + impl.encode()
+        p.add(1, 1)
+        assert ctx.response_annotations == {"DMON": impl.encode()}
+        with pytest.raises(ValueError):
+            p.fail("boom")  # errors carry them too
+        assert ctx.response_annotations == {"DMON": impl.encode()}
+
+
 def test_pyro5_client_annotations_with_our_daemon(ours: str) -> None:
     from Pyro5.api import Proxy, current_context
 
@@ -454,6 +467,7 @@ def test_pyro5_client_annotations_with_our_daemon(ours: str) -> None:
         with Proxy(ours) as p:
             assert p.context()["ann"]["XTRA"] == "from-pyro5"
             assert current_context.response_annotations["RESP"] == b"reply-remoteobj"
+            assert current_context.response_annotations["DMON"] == b"remoteobj"
     finally:
         current_context.annotations = {}
         current_context.response_annotations = {}

@@ -251,3 +251,61 @@ def test_session_instances_are_per_connection() -> None:
     pair.session = Session(("127.0.0.1", 6666))
     pair.connect()
     assert pair.call("add") == 1
+
+
+# --- Daemon.annotations(): Pyro5's hook for annotations on every reply ------------------------
+
+
+def annotated_pair(hook: Any) -> Pair:
+    class Annotated(Daemon):
+        def annotations(self) -> dict[str, bytes]:
+            result: dict[str, bytes] = hook()
+            return result
+
+    pair = Pair()
+    pair.daemon = Annotated("127.0.0.1", 0)
+    pair.daemon.add(pair.target, "counter")
+    return pair
+
+
+def test_a_daemons_annotations_go_with_connect_answers_pongs_results_and_errors() -> None:
+    pair = annotated_pair(lambda: {"DMON": b"d"})
+    assert pair.connect().annotations == {"DMON": b"d"}
+    for method, seq in (("add", 1), ("fail", 2)):
+        frame = pair.core.invoke_frame(seq, method, (), {})
+        prepared = pair.daemon.prepare(pair.session, decode(frame))
+        assert isinstance(prepared, Call)
+        reply = pair.daemon.run_sync(prepared)
+        assert isinstance(reply, bytes) and decode(reply).annotations == {"DMON": b"d"}
+    pong = pair.daemon.pong(p.Message(p.MSG_PING, 42, 3, b"ping"))
+    assert decode(pong).annotations == {"DMON": b"d"}
+    assert decode(pair.daemon.connect_fail(0, "no")).annotations == {"DMON": b"d"}
+    unknown = p.Message(p.MSG_INVOKE, 1, 4, b"")
+    assert decode(pair.daemon.error_reply(unknown, KeyError("x"))).annotations == {"DMON": b"d"}
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [lambda: 1 / 0, lambda: {"TOOLONG": b"x"}, lambda: {"ABCD": "not bytes"}, lambda: None],
+    ids=["raises", "long key", "str value", "not a dict"],
+)
+def test_a_failing_annotations_hook_is_left_out_and_the_reply_still_goes(
+    hook: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pair = annotated_pair(hook)
+    assert pair.connect().type == p.MSG_CONNECTOK
+    assert pair.call("add", 2) == 2
+    assert "Daemon.annotations() failed" in caplog.text
+
+
+def test_unsendable_response_annotations_give_the_caller_an_error() -> None:
+    @remoteobj.expose
+    class Sloppy:
+        def note(self) -> int:
+            remoteobj.current_context().response_annotations["TOO-LONG"] = b"x"
+            return 1
+
+    pair = Pair(target=Sloppy())
+    pair.connect()
+    with pytest.raises(Exception, match="invalid response annotations"):
+        pair.call("note")
