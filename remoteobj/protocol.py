@@ -352,16 +352,10 @@ class MessageReader:
             header = self._header = self._parse_header()
         _, ser_id, _, seq, data_len, ann_len, _ = header
         try:
-            body = self._body
-            if body is not None:
+            if self._body is not None or self._chunks is not None:
                 if self._filled < data_len + ann_len:
                     return None
-                return self._take_body(header, body)
-            chunks = self._chunks
-            if chunks is not None:
-                if self._filled < data_len + ann_len:
-                    return None
-                return self._take_chunks(header, chunks)
+                return self._take_large(header)
             end = HEADER_SIZE + ann_len + data_len
             if len(buf) < end:
                 return None  # (a large body goes on as chunks or in place: feed, body_buffer)
@@ -380,33 +374,28 @@ class MessageReader:
         self._filled = len(first)
         return chunks
 
-    def _take_chunks(
-        self, header: tuple[int, int, int, int, int, int, bytes], chunks: list[bytes]
-    ) -> Message:
-        self._chunks = None
-        self._filled = 0
-        self._header = None
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        ann_len = header[5]
-        annotations = _parse_annotations(body, 0, ann_len) if ann_len else {}
-        data = body[ann_len:] if ann_len else body
-        if self._buf:
-            self._check_prefix()  # the next frame's first bytes came with this one's last
-        return self._message(header, data, annotations)
-
-    def _take_body(
-        self, header: tuple[int, int, int, int, int, int, bytes], body: bytearray
-    ) -> Message:
-        self._body = None
+    def _take_large(self, header: tuple[int, int, int, int, int, int, bytes]) -> Message:
+        """The message of a complete large body: received in place, or chunks joined once."""
+        body: bytes | bytearray
+        if self._body is not None:
+            body = self._body
+        else:
+            assert self._chunks is not None
+            chunks = self._chunks
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._body = self._chunks = None
         self._filled = 0
         self._header = None
         ann_len = header[5]
         annotations = {}
         if ann_len:
             annotations = _parse_annotations(body, 0, ann_len)
-            del body[:ann_len]  # CPython moves the start, not the payload
+            if type(body) is bytearray:
+                del body[:ann_len]  # CPython moves the start, not the payload
+            else:
+                body = body[ann_len:]
         if self._buf:
-            self._check_prefix()
+            self._check_prefix()  # the next frame's first bytes came with this one's last
         return self._message(header, body, annotations)
 
     def _take(self, header: tuple[int, int, int, int, int, int, bytes], end: int) -> Message:
