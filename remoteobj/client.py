@@ -329,17 +329,9 @@ def _sendall_parts(
     if isinstance(sock, ssl.SSLSocket):
         sock.sendall(b"".join(parts))
         return
-    views = [memoryview(part) for part in parts]
-    try:
-        while views:
-            sent = sock.sendmsg(views)
-            while views and sent >= len(views[0]):
-                sent -= len(views.pop(0))
-            if views and sent:
-                views[0] = views[0][sent:]
-    finally:
-        for view in views:
-            view.release()
+    rest = p.unsent(parts, 0)
+    while rest:
+        rest = p.unsent(rest, sock.sendmsg(rest))
 
 
 def _next_free_seq(last: int, pending: Container[int]) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -49,6 +50,7 @@ __all__ = [
     "encode_frame",
     "encode_parts",
     "joined",
+    "unsent",
 ]
 
 TAG = b"PYRO"
@@ -138,6 +140,21 @@ def encode_frame(msg: Message, *, compress: bool = False) -> Frame:
 def joined(frame: Frame) -> bytes:
     """The bytes of a :data:`Frame`."""
     return frame if isinstance(frame, bytes) else b"".join(frame)
+
+
+def unsent(
+    parts: Sequence[bytes | bytearray | memoryview], sent: int
+) -> list[bytes | bytearray | memoryview]:
+    """What is left of ``parts`` (a frame in parts, say) after a write took ``sent``
+    bytes of them; empty parts are dropped."""
+    rest: list[bytes | bytearray | memoryview] = []
+    for part in parts:
+        if sent >= len(part):
+            sent -= len(part)
+            continue
+        rest.append(memoryview(part)[sent:] if sent else part)
+        sent = 0
+    return rest
 
 
 def encode_parts(

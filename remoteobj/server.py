@@ -1027,7 +1027,7 @@ class Server:
                 conn.closing = True
                 self._later(self._close, conn)
                 return
-            rest = _unsent(parts, sent)
+            rest = p.unsent(parts, sent)
             if not rest:
                 return
             for part in rest:
@@ -1230,20 +1230,6 @@ class Server:
             with conn.lock:
                 conn.owner = LOOP  # the loop is ending; workers find the socket closed
             self._close(conn)
-
-
-def _unsent(
-    parts: tuple[bytes, ...] | tuple[bytes, bytes | bytearray | memoryview], sent: int
-) -> list[bytes | bytearray | memoryview]:
-    """What is left of ``parts`` after the socket took ``sent`` bytes of them."""
-    rest: list[bytes | bytearray | memoryview] = []
-    for part in parts:
-        if sent >= len(part):
-            sent -= len(part)
-            continue
-        rest.append(memoryview(part)[sent:] if sent else part)
-        sent = 0
-    return rest
 
 
 def _tune_tcp(sock: socket.socket, keepalive: tuple[int, int, int], user_timeout: float) -> None:

@@ -467,9 +467,7 @@ def test_only_large_payloads_travel_in_parts() -> None:
 def test_what_is_left_of_a_frame_in_parts_after_a_partial_write(
     head: bytes, payload: bytes, sent: st.DataObject
 ) -> None:
-    from remoteobj.server import _unsent
-
     took = sent.draw(st.integers(0, len(head) + len(payload)))
-    rest = _unsent((head, payload), took)
+    rest = p.unsent((head, payload), took)
     assert b"".join(bytes(part) for part in rest) == (head + payload)[took:]
     assert all(len(part) for part in rest)
