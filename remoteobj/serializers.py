@@ -724,6 +724,17 @@ def _as_bytes(data: object) -> bytes:
     raise SerializeError(f"payload must be bytes, not {type(data).__name__}")
 
 
+def _call_arguments(
+    args: Sequence[Any], kwargs: Mapping[str, Any] | None
+) -> tuple[tuple[Any, ...] | list[Any], dict[str, Any] | None]:
+    """A call's arguments as encoders write them: a tuple or list, and a dict or None."""
+    if not isinstance(args, tuple | list):
+        args = tuple(args)
+    if kwargs is not None and not isinstance(kwargs, dict):
+        kwargs = dict(kwargs)
+    return args, kwargs
+
+
 def _call_tuple(value: Any) -> tuple[str, str, tuple[Any, ...] | list[Any], dict[str, Any] | None]:
     if type(value) not in (tuple, list) or len(value) != 4:
         raise SerializeError("malformed call payload")
@@ -1569,8 +1580,7 @@ class SerpentSerializer(Serializer):
     def dumps_call(
         self, obj_id: str, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None
     ) -> bytes:
-        arguments = args if isinstance(args, tuple | list) else tuple(args)
-        keywords = kwargs if kwargs is None or isinstance(kwargs, dict) else dict(kwargs)
+        arguments, keywords = _call_arguments(args, kwargs)
         if type(obj_id) is not str or type(method) is not str:
             return self.dumps((obj_id, method, arguments, keywords))
         # The envelope (obj_id, method, args, kwargs) written directly: the hot path.
@@ -1938,10 +1948,7 @@ class JsonSerializer(Serializer):
     def dumps_call(
         self, obj_id: str, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None
     ) -> bytes:
-        if not isinstance(args, tuple | list):
-            args = tuple(args)
-        if kwargs is not None and not isinstance(kwargs, dict):
-            kwargs = dict(kwargs)
+        args, kwargs = _call_arguments(args, kwargs)
         return self.dumps({"object": obj_id, "method": method, "params": args, "kwargs": kwargs})
 
     def _decode(
@@ -2080,19 +2087,13 @@ class MsgpackSerializer(Serializer):
     def dumps_call(
         self, obj_id: str, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None
     ) -> bytes:
-        if not isinstance(args, tuple | list):
-            args = tuple(args)
-        if kwargs is not None and not isinstance(kwargs, dict):
-            kwargs = dict(kwargs)
+        args, kwargs = _call_arguments(args, kwargs)
         return self.dumps((obj_id, method, args, kwargs))
 
     def dumps_call_buffer(
         self, obj_id: str, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None
     ) -> bytes | memoryview:
-        if not isinstance(args, tuple | list):
-            args = tuple(args)
-        if kwargs is not None and not isinstance(kwargs, dict):
-            kwargs = dict(kwargs)
+        args, kwargs = _call_arguments(args, kwargs)
         # packb packs into the packer's buffer, then copies it out as bytes; here the
         # buffer itself is handed out when it is large (~30 us less per MiB).
         packer = _msgpack.Packer(use_bin_type=True, default=_msgpack_default, autoreset=False)
