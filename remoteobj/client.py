@@ -1220,22 +1220,28 @@ class AsyncProxy:
     def _first_request(
         self, core: CallCore, meta: RemoteMeta, call: _Call
     ) -> tuple[bytes, _AsyncSent] | None:
-        """The INVOKE of ``call`` to send behind the CONNECT, with its seq and the future
-        of its reply (``None`` for a oneway call); ``None`` when ``meta`` does not
-        list the method (then the proxy connects and asks first)."""
-        method, args, kwargs, flags, object_id = call
+        """:meth:`_request` for a call to send behind the CONNECT; ``None`` when ``meta``
+        does not list the method (then the proxy connects and asks first)."""
+        method, _, _, _, object_id = call
         if object_id is not None or method not in meta.methods or method in meta.attrs:
             return None
-        if method in meta.oneway:
+        frame, sent = self._request(core, meta, call)
+        return p.joined(frame), sent
+
+    def _request(self, core: CallCore, meta: RemoteMeta, call: _Call) -> tuple[p.Frame, _AsyncSent]:
+        """The INVOKE frame of ``call``, and its seq with the future of its reply
+        (registered once the frame is made; ``None`` for a oneway call)."""
+        method, args, kwargs, flags, object_id = call
+        if object_id is None and method in meta.oneway:
             flags |= p.FLAGS_ONEWAY
         if flags & p.FLAGS_ONEWAY:
-            frame = core.invoke_frame(0, method, args, kwargs, flags)
-            return p.joined(frame), (0, None)
+            frame = core.invoke_frame(0, method, args, kwargs, flags, object_id=object_id)
+            return frame, (0, None)
         seq = self._next_seq()
-        frame = core.invoke_frame(seq, method, args, kwargs, flags)
+        frame = core.invoke_frame(seq, method, args, kwargs, flags, object_id=object_id)
         fut: asyncio.Future[p.Message] = asyncio.get_running_loop().create_future()
         self._pending[seq] = fut
-        return p.joined(frame), (seq, fut)
+        return frame, (seq, fut)
 
     def _forget(self, sent: _AsyncSent | None) -> None:
         """Drop the reply future of a first call whose connection failed."""
@@ -1318,29 +1324,21 @@ class AsyncProxy:
         # One deadline for the whole call: connecting, a full send buffer, the reply.
         timeout = self._timeout
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        core, sent = await self._connect(deadline, (method, args, kwargs, flags, object_id))
+        call = (method, args, kwargs, flags, object_id)
+        core, sent = await self._connect(deadline, call)
         writer = self._writer
         assert writer is not None
-        if sent is not None:  # went out with the CONNECT
-            seq, first = sent
-            if first is None:
-                return core, None  # oneway
-            fut = first
-        else:
+        if sent is None:  # (else it went out with the CONNECT)
             if object_id is None and method not in ("__getattr__", "__setattr__", "<batch>"):
                 core.check_method(method)
             if self._stream_closes:
                 self._close_streams(writer, core)
-            if object_id is None and core.is_oneway(method):
-                flags |= p.FLAGS_ONEWAY
-            if flags & p.FLAGS_ONEWAY:
-                frame = core.invoke_frame(0, method, args, kwargs, flags, object_id=object_id)
-                _write(writer, frame)
-                return core, None
-            seq = self._next_seq()
-            fut = asyncio.get_running_loop().create_future()
-            self._pending[seq] = fut
-            _write(writer, core.invoke_frame(seq, method, args, kwargs, flags, object_id=object_id))
+            assert core.meta is not None
+            frame, sent = self._request(core, core.meta, call)
+            _write(writer, frame)
+        seq, fut = sent
+        if fut is None:
+            return core, None  # oneway
         try:
             async with asyncio.timeout_at(deadline):
                 if writer.transport.get_write_buffer_size() > self._config.write_high_water:

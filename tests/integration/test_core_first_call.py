@@ -170,3 +170,19 @@ def test_an_async_proxy_asks_for_a_method_the_known_metadata_lacks(
                 await proxy.gone()  # the fresh metadata says so now
 
     asyncio.run(scenario())
+
+
+def test_an_async_call_that_cannot_be_encoded_leaves_nothing_waiting(
+    peer: tuple[Proc, str],
+) -> None:
+    _, uri = peer
+
+    async def scenario() -> None:
+        async with remoteobj.AsyncProxy(uri, config=FRIEND) as proxy:
+            assert await proxy.echo(1) == 1
+            with pytest.raises(remoteobj.errors.SerializeError):
+                await proxy.echo(object())  # refused before it is sent
+            assert proxy._pending == {}
+            assert await proxy.echo(2) == 2
+
+    asyncio.run(scenario())
