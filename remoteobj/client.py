@@ -53,6 +53,7 @@ from .serializers import (
     register_class_to_dict,
     register_dict_to_class,
 )
+from .spinning import Spinner
 from .streams import DAEMON_OBJECT as STREAM_DAEMON
 from .streams import STREAM_ANNOTATION, AsyncStreamIterator, StreamIterator, StreamRef
 from .tls import client_context
@@ -372,6 +373,7 @@ class _SyncConnection:
         sock.settimeout(None)  # blocking; timeouts come from the kernel (see _settimeout)
         #: recv flags for a large body: wait for all of it (TLS sockets take no flags).
         self._waitall = 0 if isinstance(sock, ssl.SSLSocket) else socket.MSG_WAITALL
+        self._spinner = Spinner(sock.fileno(), core.config.reply_spin)
         self.timeout: float | None = None
         #: When a reply last arrived; an idle connection is checked before reuse.
         self.last_used = time.monotonic()
@@ -522,6 +524,7 @@ class _SyncConnection:
             self.sock.sendall(reply)
             while (msg := self.reader.next_message()) is None:
                 self._settimeout(max(deadline - time.monotonic(), 0.001))
+                self._spin()
                 try:
                     got = receive(self.sock, self.reader)
                 except (BlockingIOError, ssl.SSLWantReadError):  # SO_RCVTIMEO expired
@@ -540,6 +543,11 @@ class _SyncConnection:
         try:
             body = self.reader.body_buffer()
             if body is None:
+                # Only for a lone call: with several in flight, the threads behind
+                # them want the CPU (and the GIL) more than this leader wants a fast
+                # wake-up.
+                if len(self.pending) == 1:
+                    self._spin()
                 got = receive(self.sock, self.reader)
             else:
                 # A large reply's body, in place and (plain TCP) in one wait: only this
@@ -556,6 +564,12 @@ class _SyncConnection:
             self.fail(ConnectionResetError("connection closed by the server"))
             return
         self._deliver(self._take_buffered())
+
+    def _spin(self) -> None:
+        """Busy-poll for the answer a little before a read sleeps (:mod:`.spinning`)."""
+        sock = self.sock
+        if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):  # (no poll shows those)
+            self._spinner.wait()
 
     def _take_buffered(self) -> list[p.Message]:
         """Every complete message in the reader ([] and the connection failed when the

@@ -24,6 +24,8 @@ ENV_PREFIX = "REMOTEOBJ_"
 SERIALIZER_NAMES = ("serpent", "marshal", "json", "msgpack")
 
 MiB = 1024 * 1024
+#: Longest busy-poll allowed (``reply_spin``, ``request_spin``): past this, sleeping is cheap.
+MAX_SPIN = 0.01
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,12 +78,19 @@ class Config:
     ping_timeout: float = 10.0
     #: Handshake data sent by proxies (Pyro5's default is "hello").
     handshake: Any = "hello"
+    #: How long a proxy with one call in flight busy-polls for the reply before it
+    #: sleeps (``0``: never). Waking a sleeping CPU costs more than a small call
+    #: (:mod:`remoteobj.spinning`); waits that outlast this make later ones skip it.
+    reply_spin: float = 0.0002
 
     # --- server ----------------------------------------------------------------
     #: Threads that run synchronous methods.
     workers: int = 64
     #: How long a worker keeps a busy connection before handing it back to the loop.
     worker_linger: float = 0.005
+    #: How long such a worker busy-polls for the next request before it sleeps
+    #: (``0``: never); only while no other call runs, and skipped when it rarely pays.
+    request_spin: float = 0.0002
     #: A new connection must complete its first frame within this.
     first_frame_timeout: float = 10.0
     #: Once a frame's first byte is in, the whole frame must arrive within this.
@@ -194,6 +203,8 @@ class Config:
             "ns_cache_ttl",
             "commtimeout",
             "worker_linger",
+            "reply_spin",
+            "request_spin",
             "idle_timeout",
             "iter_stream_lifetime",
             "iter_stream_linger",
@@ -204,6 +215,9 @@ class Config:
         for name in non_negative:
             if getattr(self, name) < 0:
                 yield f"{name} must be >= 0, not {getattr(self, name)}"
+        for name in ("reply_spin", "request_spin"):
+            if (value := getattr(self, name)) > MAX_SPIN:
+                yield f"{name} must be at most {MAX_SPIN} (it busy-polls a CPU), not {value}"
         if self.ns_renew >= self.ns_lease:
             yield f"ns_renew ({self.ns_renew}) must be shorter than ns_lease ({self.ns_lease})"
         if self.auth_secret is not None and not self.auth_secret:

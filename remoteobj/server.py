@@ -11,7 +11,9 @@ Execution model (measured in ``bench/hop_cost.py``; see BENCHMARKS.md):
   connection for ``Config.worker_linger`` seconds, reading the next request
   itself. Sequential callers thus pay no thread hop at all, like Pyro5's
   thread-per-connection server, and the connection goes back to the loop as
-  soon as it idles.
+  soon as it idles. While no other call runs, the worker first busy-polls for
+  that request (``Config.request_spin``, :mod:`remoteobj.spinning`): a CPU
+  left idle would have to be woken for it, which costs more than the call.
 - While a worker runs a call for a connection it keeps, nobody would read
   that connection; a watchdog on the loop takes reading back after
   ``STEAL_AFTER`` seconds, so further calls on the same connection (a proxy
@@ -48,6 +50,7 @@ from .daemon import Call, Daemon, Session
 from .errors import ProtocolError
 from .memory import prime_allocator
 from .receiving import receive, receive_body
+from .spinning import Spinner
 from .tls import server_context
 
 __all__ = ["Server", "listen", "run_loop"]
@@ -233,10 +236,10 @@ class Connection:
         "owner",
         "paused",
         "phase",
-        "poller",
         "reader",
         "session",
         "sock",
+        "spinner",
         "wlock",
     )
 
@@ -275,7 +278,7 @@ class Connection:
         #: server's oneway lock, so a pause cannot miss the completion that ends it).
         self.oneway_paused = False
         #: Polls this socket for the worker that keeps it (made on the first keep).
-        self.poller: select.poll | None = None
+        self.spinner: Spinner | None = None
 
 
 class TLSConnection(Connection):
@@ -847,18 +850,21 @@ class Server:
         single synchronous call (pipelined requests, coroutines, oneway, pings,
         errors, silence) goes back to the loop.
         """
-        poller = conn.poller
-        if poller is None:
-            poller = conn.poller = select.poll()
-            poller.register(conn.fd, select.POLLIN)
+        spinner = conn.spinner
+        if spinner is None:
+            spinner = conn.spinner = Spinner(conn.fd, self.config.request_spin)
         deadline = time.monotonic() + self.config.worker_linger
         while True:
             # Only this worker touches the reader now. In place: at most MAX_KEPT
             # connections are read by workers, so their buffers are bounded.
             body = conn.reader.body_buffer()
             if body is None:
-                timeout = deadline - time.monotonic()
-                events = poller.poll(max(timeout, 0) * 1000) if timeout > 0 else []
+                # Busy-poll only while no other call runs: it would want this CPU.
+                if self._inflight == 0 and spinner.wait():
+                    events = [(conn.fd, select.POLLIN)]
+                else:
+                    timeout = deadline - time.monotonic()
+                    events = spinner.poller.poll(max(timeout, 0) * 1000) if timeout > 0 else []
             else:
                 with body:
                     waited = receive_body(conn.sock, body, BODY_WAIT)

@@ -68,11 +68,21 @@ def test_unparsable_value_is_an_error_naming_it() -> None:
         {"commtimeout": -1},
         {"accepted_serializers": frozenset({"pickle"})},
         {"ns_renew": 30.0, "ns_lease": 30.0},
+        {"reply_spin": -0.001},
+        {"request_spin": 0.5},
     ],
 )
 def test_invalid_values_are_refused(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="invalid Config"):
         Config(**changes)  # type: ignore[arg-type]
+
+
+def test_busy_polling_is_bounded_and_can_be_turned_off() -> None:
+    assert Config().reply_spin == Config().request_spin == 0.0002
+    off = Config.from_env({"REMOTEOBJ_REPLY_SPIN": "0", "REMOTEOBJ_REQUEST_SPIN": "0"})
+    assert off.reply_spin == off.request_spin == 0
+    with pytest.raises(ValueError, match=r"reply_spin must be at most 0\.01"):
+        Config(reply_spin=1.0)
 
 
 def test_replace_validates_too() -> None:

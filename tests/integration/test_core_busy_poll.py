@@ -1,0 +1,106 @@
+"""Busy-polling before sleeping: quick answers are caught, slow ones stop costing CPU.
+
+A proxy with one call in flight polls for its reply (``Config.reply_spin``); a
+worker keeping a connection polls for the next request (``Config.request_spin``).
+Both give up polling where it does not pay (:mod:`remoteobj.spinning`), which
+these tests measure as CPU time: polling on every call would cost at least
+``CALLS * SPIN`` seconds of CPU, the backoff a handful of budgets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import remoteobj
+from remoteobj.spinning import Spinner
+from tests.integration.feat_support import serving
+
+LOOPBACK = "127.0.0.1"
+SPIN = 0.004  # each budget; 40 calls polling every time would burn 160 ms of CPU
+CALLS = 40
+PAUSE = 0.01  # slower than SPIN: the workload's own think time, not a wait for a condition
+#: CPU the calls may use in all with the backoff: a few budgets plus the calls' own work.
+CPU_BOUND = 0.08
+
+
+@remoteobj.expose
+class Service:
+    def echo(self, x: object) -> object:
+        return x
+
+    def slow(self) -> None:
+        time.sleep(PAUSE)
+
+
+@pytest.fixture
+def daemon_uri(request: pytest.FixtureRequest) -> Iterator[str]:
+    request_spin = getattr(request, "param", 0.0)
+    daemon = remoteobj.Daemon(LOOPBACK, 0, config=remoteobj.Config(request_spin=request_spin))
+    uri = daemon.register(Service(), "spin.service")
+    with serving(daemon):
+        yield str(uri)
+
+
+class CountingSpinner(Spinner):
+    """A spinner that records what each of its waits returned."""
+
+    def __init__(self, fd: int, budget: float) -> None:
+        super().__init__(fd, budget)
+        self.outcomes: list[bool] = []
+
+    def wait(self) -> bool:
+        caught = super().wait()
+        self.outcomes.append(caught)
+        return caught
+
+
+def counting(proxy: remoteobj.Proxy) -> list[bool]:
+    """Count the waits of ``proxy``'s connection (now open) from here on."""
+    conn = proxy._conn
+    assert conn is not None
+    spinner = conn._spinner = CountingSpinner(conn.sock.fileno(), proxy._config.reply_spin)
+    return spinner.outcomes
+
+
+def test_a_proxy_catches_quick_replies_by_polling(daemon_uri: str) -> None:
+    with remoteobj.Proxy(daemon_uri, config=remoteobj.Config(reply_spin=0.01)) as proxy:
+        proxy._bind()
+        outcomes = counting(proxy)
+        for i in range(CALLS):
+            assert proxy.echo(i) == i
+    assert len(outcomes) >= CALLS
+    assert outcomes.count(True) >= CALLS * 0.8, outcomes
+
+
+def test_a_proxy_stops_polling_for_replies_that_come_slowly(daemon_uri: str) -> None:
+    with remoteobj.Proxy(daemon_uri, config=remoteobj.Config(reply_spin=SPIN)) as proxy:
+        proxy._bind()
+        started = time.thread_time()
+        for _ in range(CALLS):
+            proxy.slow()
+        used = time.thread_time() - started
+    assert used < CPU_BOUND, f"{used * 1000:.0f} ms of CPU for {CALLS} slow calls"
+
+
+def test_reply_polling_can_be_turned_off(daemon_uri: str) -> None:
+    with remoteobj.Proxy(daemon_uri, config=remoteobj.Config(reply_spin=0)) as proxy:
+        proxy._bind()
+        outcomes = counting(proxy)
+        assert [proxy.echo(i) for i in range(5)] == list(range(5))
+    assert not any(outcomes)
+
+
+@pytest.mark.parametrize("daemon_uri", [SPIN], indirect=True)
+def test_a_daemon_stops_polling_for_requests_that_come_slowly(daemon_uri: str) -> None:
+    config = remoteobj.Config(reply_spin=0)  # only the daemon polls here
+    with remoteobj.Proxy(daemon_uri, config=config) as proxy:
+        proxy._bind()
+        process, client = time.process_time(), time.thread_time()
+        for i in range(CALLS):
+            assert proxy.echo(i) == i
+            time.sleep(PAUSE)  # a client with think time between its calls
+        used = (time.process_time() - process) - (time.thread_time() - client)
+    assert used < CPU_BOUND, f"the daemon used {used * 1000:.0f} ms of CPU for {CALLS} calls"
