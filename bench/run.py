@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -54,10 +55,13 @@ import Pyro5  # noqa: E402
 import Pyro5.api  # noqa: E402
 
 import remoteobj  # noqa: E402
+from remoteobj.spinning import Spinner  # noqa: E402
 
 HOST = "127.0.0.1"
 SERVER_CPU = 1
 CLIENT_CPU = 0
+#: The busy-poll budget of the raw ceiling that polls: remoteobj's default.
+RAW_POLL = remoteobj.Config().reply_spin
 RAW_FRAME = 64  # bytes per raw ping-pong message (a remoteobj ping() request is ~90)
 MiB = 1024 * 1024
 PYRO5_MAX = 80  # Pyro5's THREADPOOL_SIZE: its thread server refuses the 81st connection
@@ -335,8 +339,11 @@ def threaded(nthreads: int, seconds: float, opener: Opener) -> float:
     return sum(counts) / (max(ends) - start)
 
 
+@functools.cache
 def ro_config(serializer: str = "serpent") -> remoteobj.Config:
-    return remoteobj.Config(serializer=serializer)
+    # The defaults, unless REMOTEOBJ_* variables say otherwise (as for the servers);
+    # made once: the connect workloads make a proxy per call.
+    return remoteobj.Config.from_env().replace(serializer=serializer)
 
 
 def ro_proxy(uri: str, serializer: str = "serpent") -> remoteobj.Proxy:
@@ -349,9 +356,15 @@ def pyro_proxy(uri: str, serializer: str = "serpent") -> Pyro5.api.Proxy:
     return proxy
 
 
-def ro_seq(uri: str, seconds: float, serializer: str = "serpent") -> Callable[[], float]:
+def ro_seq(
+    uri: str, seconds: float, serializer: str = "serpent", *, busy_poll: bool = True
+) -> Callable[[], float]:
+    config = ro_config(serializer)
+    if not busy_poll:
+        config = config.replace(reply_spin=0.0)
+
     def run() -> float:
-        with ro_proxy(uri, serializer) as p:
+        with remoteobj.Proxy(uri, config=config) as p:
             return timed(lambda: p.ping(), seconds)  # noqa: PLW0108 - p.ping looked up per call, as users do
 
     return run
@@ -365,15 +378,18 @@ def pyro_seq(uri: str, seconds: float, serializer: str = "serpent") -> Callable[
     return run
 
 
-def raw_open(port: int) -> tuple[Callable[[], object], Callable[[], None]]:
+def raw_open(port: int, poll: float = 0.0) -> tuple[Callable[[], object], Callable[[], None]]:
+    """A raw ping over a new connection; ``poll``: busy-poll that long before each read."""
     sock = socket.create_connection((HOST, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     payload = b"x" * RAW_FRAME
+    spinner = Spinner(sock.fileno(), poll)
 
     def ping() -> None:
         sock.sendall(payload)
         got = 0
         while got < RAW_FRAME:
+            spinner.wait()
             chunk = sock.recv(RAW_FRAME - got)
             if not chunk:
                 raise ConnectionError("raw server closed the connection")
@@ -382,9 +398,9 @@ def raw_open(port: int) -> tuple[Callable[[], object], Callable[[], None]]:
     return ping, sock.close
 
 
-def raw_seq(port: int, seconds: float) -> Callable[[], float]:
+def raw_seq(port: int, seconds: float, poll: float = 0.0) -> Callable[[], float]:
     def run() -> float:
-        ping, close = raw_open(port)
+        ping, close = raw_open(port, poll)
         try:
             return timed(ping, seconds)
         finally:
@@ -409,53 +425,75 @@ def run_async(main: Callable[[], Awaitable[float]]) -> float:
 
 
 def wl_seq(ctx: Ctx) -> list[Figure]:
-    """Sequential small calls on one proxy (serpent, msgpack) and the raw-socket ceiling."""
+    """Sequential small calls on one proxy (serpent, msgpack), the same with busy-polling
+    off on both remoteobj sides, and the raw-socket ceilings."""
     s = ctx.seconds
     figures = []
-    with servers(ctx, "remoteobj", "pyro5", "raw-thread", "raw-loop") as srv:
-        ro, py = srv["remoteobj"][0], srv["pyro5"][0]
+    kinds = ("remoteobj", "remoteobj-nopoll", "pyro5", "raw-thread", "raw-loop", "raw-poll")
+    with servers(ctx, *kinds) as srv:
+        ro, nopoll, py = srv["remoteobj"][0], srv["remoteobj-nopoll"][0], srv["pyro5"][0]
         res = alternate(
             ctx,
             {
                 "remoteobj": ro_seq(ro, s),
+                "nopoll": ro_seq(nopoll, s, busy_poll=False),
                 "Pyro5": pyro_seq(py, s),
                 "raw-thread": raw_seq(int(srv["raw-thread"][0]), s),
                 "raw-loop": raw_seq(int(srv["raw-loop"][0]), s),
+                "raw-poll": raw_seq(int(srv["raw-poll"][0]), s, RAW_POLL),
             },
         )
-        raw = max(statistics.median(res["raw-thread"]), statistics.median(res["raw-loop"]))
-        ctx.ceiling["seq raw-thread"] = statistics.median(res["raw-thread"])
-        ctx.ceiling["seq raw-loop"] = statistics.median(res["raw-loop"])
+        raws = ("raw-thread", "raw-loop", "raw-poll")
+        for kind in raws:
+            ctx.ceiling[f"seq {kind}"] = statistics.median(res[kind])
+        raw = max(ctx.ceiling[f"seq {kind}"] for kind in raws)
         ctx.ceiling["seq remoteobj serpent"] = statistics.median(res["remoteobj"])
         ctx.ceiling["seq Pyro5 serpent"] = statistics.median(res["Pyro5"])
         fig = versus("sequential ping(), serpent", "calls/s", res["remoteobj"], res["Pyro5"], 1.3)
         assert fig.ours is not None
-        fig.note = f"{fig.ours / raw:.0%} of raw socket"
+        fig.note = f"{fig.ours / raw:.0%} of the best raw socket"
+        serpent_off = versus(
+            "(ref) sequential ping(), serpent, busy-polling off",
+            "calls/s",
+            res["nopoll"],
+            res["Pyro5"],
+        )
         figures.append(fig)
         res = alternate(
-            ctx, {"remoteobj": ro_seq(ro, s, "msgpack"), "Pyro5": pyro_seq(py, s, "msgpack")}
+            ctx,
+            {
+                "remoteobj": ro_seq(ro, s, "msgpack"),
+                "nopoll": ro_seq(nopoll, s, "msgpack", busy_poll=False),
+                "Pyro5": pyro_seq(py, s, "msgpack"),
+            },
         )
         figures.append(
             versus("sequential ping(), msgpack", "calls/s", res["remoteobj"], res["Pyro5"], 1.3)
         )
+        figures.append(serpent_off)
         figures.append(
-            Figure(
-                "raw socket ping-pong, thread per connection (ceiling)",
-                "trips/s",
-                ctx.ceiling["seq raw-thread"],
-                None,
-                note=f"{RAW_FRAME} B",
+            versus(
+                "(ref) sequential ping(), msgpack, busy-polling off",
+                "calls/s",
+                res["nopoll"],
+                res["Pyro5"],
             )
         )
-        figures.append(
-            Figure(
-                "raw socket ping-pong, epoll loop (ceiling)",
-                "trips/s",
-                ctx.ceiling["seq raw-loop"],
-                None,
-                note=f"{RAW_FRAME} B",
+        labels = {
+            "raw-thread": "thread per connection",
+            "raw-loop": "epoll loop",
+            "raw-poll": "both ends busy-polling",
+        }
+        for kind, label in labels.items():
+            figures.append(
+                Figure(
+                    f"raw socket ping-pong, {label} (ceiling)",
+                    "trips/s",
+                    ctx.ceiling[f"seq {kind}"],
+                    None,
+                    note=f"{RAW_FRAME} B",
+                )
             )
-        )
     return figures
 
 

@@ -1,14 +1,18 @@
 """The servers ``bench/run.py`` measures: one ``Bench`` object, served by remoteobj or Pyro5.
 
-``python bench/servers.py remoteobj|pyro5|raw-thread|raw-loop PORT`` binds
-127.0.0.1:PORT (0: any free port) and prints ``READY <uri-or-port>`` once it
-accepts connections; it serves until killed. ``bench/run.py`` starts it pinned
+``python bench/servers.py KIND PORT`` (KIND: ``remoteobj``, ``remoteobj-nopoll``,
+``pyro5``, ``raw-thread``, ``raw-loop``, ``raw-poll``) binds 127.0.0.1:PORT (0:
+any free port) and prints ``READY <uri-or-port>`` once it accepts connections;
+it serves until killed. ``bench/run.py`` starts it pinned
 to the server CPU and kills it by PID.
 
-Both RPC servers use their library's defaults (remoteobj: ``Config()``;
+Both RPC servers use their library's defaults (remoteobj: ``Config.from_env()``,
+which is ``Config()`` unless ``REMOTEOBJ_*`` variables are set;
 Pyro5 5.17: the thread-pool server, ``THREADPOOL_SIZE`` 80), so the figures
-are what a user gets out of the box. The ``raw-*`` servers echo bytes on plain
-sockets: the ceiling a Python RPC server on this machine can approach.
+are what a user gets out of the box; ``remoteobj-nopoll`` turns the daemon's
+busy-poll off (``request_spin=0``) for the reference rows. The ``raw-*``
+servers echo bytes on plain sockets: the ceiling a Python RPC server on this
+machine can approach, sleeping in ``recv`` or (``raw-poll``) polling first.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Any
 
 HOST = "127.0.0.1"
 OBJECT_ID = "bench"
+#: The busy-poll budget of the ``raw-poll`` ceiling: remoteobj's default.
+RAW_POLL = 0.0002
 
 
 def _to_bytes(x: Any) -> Any:
@@ -74,12 +80,15 @@ def make_bench(
     return exposed
 
 
-def serve_remoteobj(port: int) -> None:
+def serve_remoteobj(port: int, *, busy_poll: bool = True) -> None:
     import remoteobj
 
     bench = make_bench(remoteobj.expose, remoteobj.oneway)
     # Defaults, unless REMOTEOBJ_* variables say otherwise (bench/run.py clears them).
-    daemon = remoteobj.Daemon(HOST, port, config=remoteobj.Config.from_env())
+    config = remoteobj.Config.from_env()
+    if not busy_poll:
+        config = config.replace(request_spin=0.0)
+    daemon = remoteobj.Daemon(HOST, port, config=config)
 
     @remoteobj.expose
     class Bench(bench):  # type: ignore[valid-type, misc]
@@ -109,6 +118,29 @@ def serve_raw_thread(port: int) -> None:
     def echo(conn: socket.socket) -> None:
         with conn:
             while data := conn.recv(65536):
+                conn.sendall(data)
+
+    while True:
+        conn, _ = lsock.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=echo, args=(conn,), daemon=True).start()
+
+
+def serve_raw_poll(port: int) -> None:
+    """``raw-thread`` with a busy-poll before every read (remoteobj's Spinner, as its
+    daemon does): the ceiling for servers that poll."""
+    from remoteobj.spinning import Spinner
+
+    lsock = socket.create_server((HOST, port), backlog=1024)
+    print("READY", lsock.getsockname()[1], flush=True)
+
+    def echo(conn: socket.socket) -> None:
+        spinner = Spinner(conn.fileno(), RAW_POLL)
+        with conn:
+            while True:
+                spinner.wait()
+                if not (data := conn.recv(65536)):
+                    return
                 conn.sendall(data)
 
     while True:
@@ -148,9 +180,11 @@ def serve_raw_loop(port: int) -> None:
 
 SERVERS = {
     "remoteobj": serve_remoteobj,
+    "remoteobj-nopoll": lambda port: serve_remoteobj(port, busy_poll=False),
     "pyro5": serve_pyro5,
     "raw-thread": serve_raw_thread,
     "raw-loop": serve_raw_loop,
+    "raw-poll": serve_raw_poll,
 }
 
 
