@@ -782,6 +782,7 @@ class Server:
 
     def _run_in_worker(self, conn: Connection, call: Call) -> None:
         """Run a call in this worker, send its reply, then keep the connection while it is busy."""
+        streak = False  # whether this worker read the call itself (a caller back to back)
         while True:
             reply = self.daemon.run_sync(call)
             if reply is not None:
@@ -790,10 +791,11 @@ class Server:
             self._done_one()
             if not keep:
                 return
-            nxt = self._linger(conn)
+            nxt = self._linger(conn, spin=streak)
             if nxt is None:
                 return
             call = nxt
+            streak = True
 
     def _done_in_worker(self, conn: Connection) -> bool:
         """Count a worker's call done; decide whether the worker keeps reading the connection."""
@@ -843,12 +845,14 @@ class Server:
             # no socket event will announce them, the loop takes them when it can.
             self._later(self._apply_limits, conn)
 
-    def _linger(self, conn: Connection) -> Call | None:
+    def _linger(self, conn: Connection, *, spin: bool) -> Call | None:
         """Read the next request of a kept connection; a sync call to run here, or ``None``.
 
         Runs in the worker that owns the connection's reading. Anything but a
         single synchronous call (pipelined requests, coroutines, oneway, pings,
-        errors, silence) goes back to the loop.
+        errors, silence) goes back to the loop. ``spin``: busy-poll first (the
+        previous request came while lingering: its caller calls back to back; a
+        thousand clients each calling now and then would only waste the polls).
         """
         spinner = conn.spinner
         if spinner is None:
@@ -860,7 +864,7 @@ class Server:
             body = conn.reader.body_buffer()
             if body is None:
                 # Busy-poll only while no other call runs: it would want this CPU.
-                if self._inflight == 0 and spinner.wait():
+                if spin and self._inflight == 0 and spinner.wait():
                     events = [(conn.fd, select.POLLIN)]
                 else:
                     timeout = deadline - time.monotonic()

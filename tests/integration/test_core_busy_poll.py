@@ -37,8 +37,10 @@ class Service:
 
 @pytest.fixture
 def daemon_uri(request: pytest.FixtureRequest) -> Iterator[str]:
-    request_spin = getattr(request, "param", 0.0)
-    daemon = remoteobj.Daemon(LOOPBACK, 0, config=remoteobj.Config(request_spin=request_spin))
+    """A daemon serving :class:`Service`; ``request.param``: its Config fields
+    (default: no busy-polling of its own)."""
+    fields = getattr(request, "param", {"request_spin": 0.0})
+    daemon = remoteobj.Daemon(LOOPBACK, 0, config=remoteobj.Config(**fields))
     uri = daemon.register(Service(), "spin.service")
     with serving(daemon):
         yield str(uri)
@@ -93,7 +95,11 @@ def test_reply_polling_can_be_turned_off(daemon_uri: str) -> None:
     assert not any(outcomes)
 
 
-@pytest.mark.parametrize("daemon_uri", [SPIN], indirect=True)
+# A worker keeps the connection through the pauses (linger > PAUSE), so each request
+# is a follow-up the worker polls for, and each poll misses: the backoff must act.
+@pytest.mark.parametrize(
+    "daemon_uri", [{"request_spin": SPIN, "worker_linger": 5 * PAUSE}], indirect=True
+)
 def test_a_daemon_stops_polling_for_requests_that_come_slowly(daemon_uri: str) -> None:
     config = remoteobj.Config(reply_spin=0)  # only the daemon polls here
     with remoteobj.Proxy(daemon_uri, config=config) as proxy:
