@@ -89,7 +89,8 @@ class Config:
     #: How long a worker keeps a busy connection before handing it back to the loop.
     worker_linger: float = 0.005
     #: How long such a worker busy-polls for the next request before it sleeps
-    #: (``0``: never); only while no other call runs, and skipped when it rarely pays.
+    #: (``0``: never): once a request came while it lingered (a caller back to
+    #: back), while no other call runs, and skipped when it rarely pays.
     request_spin: float = 0.0002
     #: A new connection must complete its first frame within this.
     first_frame_timeout: float = 10.0

@@ -11,9 +11,11 @@ Execution model (measured in ``bench/hop_cost.py``; see BENCHMARKS.md):
   connection for ``Config.worker_linger`` seconds, reading the next request
   itself. Sequential callers thus pay no thread hop at all, like Pyro5's
   thread-per-connection server, and the connection goes back to the loop as
-  soon as it idles. While no other call runs, the worker first busy-polls for
-  that request (``Config.request_spin``, :mod:`remoteobj.spinning`): a CPU
-  left idle would have to be woken for it, which costs more than the call.
+  soon as it idles. Once the caller shows it calls back to back (a request
+  came while the worker lingered), and while no other call runs, the worker
+  first busy-polls for the next request (``Config.request_spin``,
+  :mod:`remoteobj.spinning`): a CPU left idle would have to be woken for it,
+  which costs more than the call.
 - While a worker runs a call for a connection it keeps, nobody would read
   that connection; a watchdog on the loop takes reading back after
   ``STEAL_AFTER`` seconds, so further calls on the same connection (a proxy
