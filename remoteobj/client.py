@@ -53,7 +53,7 @@ from .serializers import (
     register_class_to_dict,
     register_dict_to_class,
 )
-from .spinning import Spinner
+from .spinning import CAN_POLL, Spinner
 from .streams import DAEMON_OBJECT as STREAM_DAEMON
 from .streams import STREAM_ANNOTATION, AsyncStreamIterator, StreamIterator, StreamRef
 from .tls import client_context
@@ -373,7 +373,11 @@ class _SyncConnection:
         sock.settimeout(None)  # blocking; timeouts come from the kernel (see _settimeout)
         #: recv flags for a large body: wait for all of it (TLS sockets take no flags).
         self._waitall = 0 if isinstance(sock, ssl.SSLSocket) else socket.MSG_WAITALL
-        self._spinner = Spinner(sock.fileno(), core.config.reply_spin)
+        self._spinner = (
+            Spinner(sock.fileno(), core.config.reply_spin)
+            if CAN_POLL and core.config.reply_spin > 0
+            else None
+        )
         self.timeout: float | None = None
         #: When a reply last arrived; an idle connection is checked before reuse.
         self.last_used = time.monotonic()
@@ -567,9 +571,9 @@ class _SyncConnection:
 
     def _spin(self) -> None:
         """Busy-poll for the answer a little before a read sleeps (:mod:`.spinning`)."""
-        sock = self.sock
-        if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):  # (no poll shows those)
-            self._spinner.wait()
+        spinner, sock = self._spinner, self.sock
+        if spinner is not None and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            spinner.wait()  # (bytes TLS has already decrypted show in no poll)
 
     def _take_buffered(self) -> list[p.Message]:
         """Every complete message in the reader ([] and the connection failed when the

@@ -26,8 +26,10 @@ import select
 import time
 from collections.abc import Callable
 
-__all__ = ["MAX_SKIP_LEVEL", "Spinner"]
+__all__ = ["CAN_POLL", "MAX_SKIP_LEVEL", "Spinner"]
 
+#: Whether this platform has what a Spinner needs (not Windows: no ``poll``).
+CAN_POLL = hasattr(select, "poll") and hasattr(os, "sched_yield")
 #: After repeated misses, poll on one wait in ``2 ** MAX_SKIP_LEVEL``.
 MAX_SKIP_LEVEL = 7
 
