@@ -129,16 +129,16 @@ def serve_raw_thread(port: int) -> None:
 def serve_raw_poll(port: int) -> None:
     """``raw-thread`` with a busy-poll before every read (remoteobj's Spinner, as its
     daemon does): the ceiling for servers that poll."""
-    from remoteobj.spinning import Spinner
+    from remoteobj.spinning import Spinner, readable
 
     lsock = socket.create_server((HOST, port), backlog=1024)
     print("READY", lsock.getsockname()[1], flush=True)
 
     def echo(conn: socket.socket) -> None:
-        spinner = Spinner(conn.fileno(), RAW_POLL)
+        spinner, ready = Spinner(RAW_POLL), readable(conn.fileno())[1]
         with conn:
             while True:
-                spinner.wait()
+                spinner.wait(ready)
                 if not (data := conn.recv(65536)):
                     return
                 conn.sendall(data)

@@ -52,7 +52,7 @@ from .daemon import Call, Daemon, Session
 from .errors import ProtocolError
 from .memory import prime_allocator
 from .receiving import receive, receive_body
-from .spinning import Spinner
+from .spinning import Spinner, readable
 from .tls import server_context
 
 __all__ = ["Server", "listen", "run_loop"]
@@ -238,6 +238,8 @@ class Connection:
         "owner",
         "paused",
         "phase",
+        "poll_now",
+        "poller",
         "reader",
         "session",
         "sock",
@@ -279,7 +281,10 @@ class Connection:
         #: Reading paused behind them, until half have run (set and cleared under the
         #: server's oneway lock, so a pause cannot miss the completion that ends it).
         self.oneway_paused = False
-        #: Polls this socket for the worker that keeps it (made on the first keep).
+        #: For the worker that keeps it (made on the first keep): a poll object to
+        #: sleep on, a check that does not wait, and a spinner to busy-poll with.
+        self.poller: select.poll | None = None
+        self.poll_now: Callable[[], object] | None = None
         self.spinner: Spinner | None = None
 
 
@@ -856,9 +861,10 @@ class Server:
         previous request came while lingering: its caller calls back to back; a
         thousand clients each calling now and then would only waste the polls).
         """
-        spinner = conn.spinner
-        if spinner is None:
-            spinner = conn.spinner = Spinner(conn.fd, self.config.request_spin)
+        poller, poll_now, spinner = conn.poller, conn.poll_now, conn.spinner
+        if poller is None or poll_now is None or spinner is None:
+            poller, poll_now = conn.poller, conn.poll_now = readable(conn.fd)
+            spinner = conn.spinner = Spinner(self.config.request_spin)
         deadline = time.monotonic() + self.config.worker_linger
         while True:
             # Only this worker touches the reader now. In place: at most MAX_KEPT
@@ -866,11 +872,11 @@ class Server:
             body = conn.reader.body_buffer()
             if body is None:
                 # Busy-poll only while no other call runs: it would want this CPU.
-                if spin and self._inflight == 0 and spinner.wait():
+                if spin and self._inflight == 0 and spinner.wait(poll_now):
                     events = [(conn.fd, select.POLLIN)]
                 else:
                     timeout = deadline - time.monotonic()
-                    events = spinner.poller.poll(max(timeout, 0) * 1000) if timeout > 0 else []
+                    events = poller.poll(max(timeout, 0) * 1000) if timeout > 0 else []
             else:
                 with body:
                     waited = receive_body(conn.sock, body, BODY_WAIT)

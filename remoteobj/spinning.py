@@ -8,66 +8,69 @@ the 2-vCPU VM of BENCHMARKS.md a raw Python ping-pong does 12k round trips/s
 when both ends sleep, 40k when one end polls and 87k when both do. Go's
 runtime spins its idle threads for the same reason before parking them.
 
-A :class:`Spinner` polls one socket (``poll(0)``) until it is readable or
-``budget`` seconds have passed, yielding the CPU (``sched_yield``, without the
-GIL) on every turn so that any other thread ready to run goes first: the poll
-only fills time the CPU would otherwise spend idle. The caller then reads as
-usual (at once, or sleeping when the poll gave up). The spinner learns when
-polling is wasted: each wait that outlasts the budget doubles the number of
-later waits that skip polling (up to 127 in 128), and each caught wait brings
-it back down, so a peer that answers slowly costs at most one budget per 128
-waits.
+A :class:`Spinner` checks a condition (a socket's ``poll(0)``, or a flag
+another thread sets) until it holds or ``budget`` seconds have passed,
+yielding the CPU (``sched_yield``, without the GIL) on every turn so that any
+other thread ready to run goes first: the wait only fills time the CPU would
+otherwise spend idle. The caller then goes on as usual (at once, or sleeping
+when the spinner gave up). The spinner learns when waiting is wasted: each
+wait that outlasts the budget doubles the number of later waits that skip it
+(up to 127 in 128), and each caught wait brings it back down, so a peer that
+answers slowly costs at most one budget per 128 waits.
+
+Threads waiting on each other pay the same toll: a thread sharing a proxy
+sleeps on a lock until the thread reading the socket hands it its reply, and
+waking it costs as much; those waits spin too.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import time
 from collections.abc import Callable
 
-__all__ = ["CAN_POLL", "MAX_SKIP_LEVEL", "Spinner"]
+__all__ = ["CAN_POLL", "MAX_SKIP_LEVEL", "Spinner", "readable"]
 
-#: Whether this platform has what a Spinner needs (not Windows: no ``poll``).
+#: Whether this platform can busy-poll a socket (not Windows: no ``poll``, no ``sched_yield``).
 CAN_POLL = hasattr(select, "poll") and hasattr(os, "sched_yield")
 #: After repeated misses, poll on one wait in ``2 ** MAX_SKIP_LEVEL``.
 MAX_SKIP_LEVEL = 7
 
 
 class Spinner:
-    """Polls file descriptor ``fd`` before its owner sleeps on it; one owner thread at a time.
+    """Busy-waits for a condition before its owner sleeps; learns when that is wasted.
 
-    ``budget`` is in seconds; ``0`` turns polling off. :attr:`poller` (``fd``
-    registered for ``POLLIN``) is the owner's to sleep on too.
+    ``budget`` is in seconds; ``0`` turns waiting off. One spinner serves one
+    kind of wait (a socket's next reply, say). Threads that share one may race
+    on its counters, which only blurs how often it waits.
     """
 
-    __slots__ = ("_budget", "_level", "_poll", "_skip", "poller")
+    __slots__ = ("_budget", "_level", "_skip")
 
-    def __init__(self, fd: int, budget: float) -> None:
+    def __init__(self, budget: float) -> None:
         self._budget = budget
-        self.poller = select.poll()
-        self.poller.register(fd, select.POLLIN)
-        self._poll: Callable[[int], list[tuple[int, int]]] = self.poller.poll
         self._level = 0  # how often the last waits outlasted the budget
         self._skip = 0  # waits left that sleep at once
 
-    def wait(self) -> bool:
-        """Poll until the descriptor is readable, for at most the budget.
+    def wait(self, ready: Callable[[], object]) -> bool:
+        """Call ``ready()`` (yielding the CPU between calls) until it is true, for at
+        most the budget.
 
-        ``True``: readable (or closed: the read that follows says which).
-        ``False``: the budget ran out, polling is off or skipped this time; the
-        caller's read may sleep.
+        ``True``: ready (for a socket poll: readable, or closed, which the read
+        that follows says). ``False``: the budget ran out, or waiting is off or
+        skipped this time; the caller may sleep.
         """
         if self._budget <= 0:
             return False
         if self._skip:
             self._skip -= 1
             return False
-        poll = self._poll
         clock = time.perf_counter
         yield_cpu = os.sched_yield
         end = clock() + self._budget
-        while not poll(0):
+        while not ready():
             yield_cpu()
             if clock() >= end:
                 self._level = min(self._level + 1, MAX_SKIP_LEVEL)
@@ -76,3 +79,11 @@ class Spinner:
         if self._level:
             self._level -= 1
         return True
+
+
+def readable(fd: int) -> tuple[select.poll, Callable[[], object]]:
+    """A poll object watching ``fd`` for input (to sleep on), and a check that
+    does not wait (to spin on)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return poller, functools.partial(poller.poll, 0)

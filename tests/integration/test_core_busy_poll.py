@@ -1,7 +1,9 @@
 """Busy-polling before sleeping: quick answers are caught, slow ones stop costing CPU.
 
-A proxy with one call in flight polls for its reply (``Config.reply_spin``); a
-worker keeping a connection polls for the next request (``Config.request_spin``).
+A proxy with one call in flight polls for its reply (``Config.reply_spin``),
+threads sharing a proxy wait awake for the reader to hand them their replies
+(the same budget), and a worker keeping a connection polls for the next
+request (``Config.request_spin``).
 Both give up polling where it does not pay (:mod:`remoteobj.spinning`), which
 these tests measure as CPU time: polling on every call would cost at least
 ``CALLS * SPIN`` seconds of CPU, the backoff a handful of budgets.
@@ -10,11 +12,13 @@ these tests measure as CPU time: polling on every call would cost at least
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import remoteobj
+from remoteobj.client import HANDOFF_SPIN_FACTOR
 from remoteobj.spinning import Spinner
 from tests.integration.feat_support import serving
 
@@ -49,21 +53,22 @@ def daemon_uri(request: pytest.FixtureRequest) -> Iterator[str]:
 class CountingSpinner(Spinner):
     """A spinner that records what each of its waits returned."""
 
-    def __init__(self, fd: int, budget: float) -> None:
-        super().__init__(fd, budget)
+    def __init__(self, budget: float) -> None:
+        super().__init__(budget)
         self.outcomes: list[bool] = []
 
-    def wait(self) -> bool:
-        caught = super().wait()
+    def wait(self, ready: Callable[[], object]) -> bool:
+        caught = super().wait(ready)
         self.outcomes.append(caught)
         return caught
 
 
-def counting(proxy: remoteobj.Proxy) -> list[bool]:
-    """Count the waits of ``proxy``'s connection (now open) from here on."""
+def counting(proxy: remoteobj.Proxy, which: str = "_read_spinner") -> list[bool]:
+    """Count the waits of a spinner of ``proxy``'s connection (now open) from here on."""
     conn = proxy._conn
     assert conn is not None
-    spinner = conn._spinner = CountingSpinner(conn.sock.fileno(), proxy._config.reply_spin)
+    spinner = CountingSpinner(proxy._config.reply_spin)
+    setattr(conn, which, spinner)
     return spinner.outcomes
 
 
@@ -91,8 +96,33 @@ def test_reply_polling_can_be_turned_off(daemon_uri: str) -> None:
     with remoteobj.Proxy(daemon_uri, config=remoteobj.Config(reply_spin=0)) as proxy:
         proxy._bind()
         assert proxy._conn is not None
-        assert proxy._conn._spinner is None  # nothing polls
+        assert proxy._conn._readable is None  # no poll object at all
+        outcomes = counting(proxy) + counting(proxy, "_handoff_spinner")
         assert [proxy.echo(i) for i in range(5)] == list(range(5))
+    assert not any(outcomes)
+
+
+def test_threads_sharing_a_proxy_take_their_replies_awake(daemon_uri: str) -> None:
+    config = remoteobj.Config(reply_spin=0.01)
+    with remoteobj.Proxy(daemon_uri, config=config) as proxy:
+        proxy._bind()
+        outcomes = counting(proxy, "_handoff_spinner")
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(proxy.echo, range(200)))
+    assert results == list(range(200))
+    assert outcomes, "no thread waited for another to hand it its reply"
+    assert outcomes.count(True) >= len(outcomes) * 0.5, outcomes
+
+
+def test_threads_sharing_a_proxy_stop_waiting_awake_for_slow_replies(daemon_uri: str) -> None:
+    config = remoteobj.Config(reply_spin=SPIN / HANDOFF_SPIN_FACTOR)  # they wait SPIN
+    with remoteobj.Proxy(daemon_uri, config=config) as proxy:
+        proxy._bind()
+        started = time.process_time()  # the in-process daemon's few ms count too
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: proxy.slow(), range(2 * CALLS)))
+        used = time.process_time() - started
+    assert used < CPU_BOUND, f"{used * 1000:.0f} ms of CPU for {2 * CALLS} slow calls, 4 threads"
 
 
 # A worker keeps the connection through the pauses (linger > PAUSE), so each request
