@@ -79,8 +79,10 @@ class Config:
     #: Handshake data sent by proxies (Pyro5's default is "hello").
     handshake: Any = "hello"
     #: How long a proxy with one call in flight busy-polls for the reply before it
-    #: sleeps (``0``: never). Waking a sleeping CPU costs more than a small call
-    #: (:mod:`remoteobj.spinning`); waits that outlast this make later ones skip it.
+    #: sleeps (``0``: never); threads sharing a proxy wait awake five times this
+    #: long for the reader to hand them their replies. Waking a sleeping CPU costs
+    #: more than a small call (:mod:`remoteobj.spinning`); waits that outlast the
+    #: budget make later ones skip it.
     reply_spin: float = 0.0002
 
     # --- server ----------------------------------------------------------------
