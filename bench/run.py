@@ -55,7 +55,7 @@ import Pyro5  # noqa: E402
 import Pyro5.api  # noqa: E402
 
 import remoteobj  # noqa: E402
-from remoteobj.spinning import Spinner, readable  # noqa: E402
+from remoteobj.spinning import SocketWatch  # noqa: E402
 
 HOST = "127.0.0.1"
 SERVER_CPU = 1
@@ -383,13 +383,13 @@ def raw_open(port: int, poll: float = 0.0) -> tuple[Callable[[], object], Callab
     sock = socket.create_connection((HOST, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     payload = b"x" * RAW_FRAME
-    spinner, ready = Spinner(poll), readable(sock.fileno())[1]
+    watch = SocketWatch(sock.fileno(), poll)
 
     def ping() -> None:
         sock.sendall(payload)
         got = 0
         while got < RAW_FRAME:
-            spinner.wait(ready)
+            watch.spin()
             chunk = sock.recv(RAW_FRAME - got)
             if not chunk:
                 raise ConnectionError("raw server closed the connection")

@@ -26,8 +26,6 @@ from typing import Any
 
 HOST = "127.0.0.1"
 OBJECT_ID = "bench"
-#: The busy-poll budget of the ``raw-poll`` ceiling: remoteobj's default.
-RAW_POLL = 0.0002
 
 
 def _to_bytes(x: Any) -> Any:
@@ -127,18 +125,19 @@ def serve_raw_thread(port: int) -> None:
 
 
 def serve_raw_poll(port: int) -> None:
-    """``raw-thread`` with a busy-poll before every read (remoteobj's Spinner, as its
-    daemon does): the ceiling for servers that poll."""
-    from remoteobj.spinning import Spinner, readable
+    """``raw-thread`` with a busy-poll before every read (remoteobj's SocketWatch with
+    its daemon's default budget): the ceiling for servers that poll."""
+    import remoteobj
+    from remoteobj.spinning import SocketWatch
 
     lsock = socket.create_server((HOST, port), backlog=1024)
     print("READY", lsock.getsockname()[1], flush=True)
 
     def echo(conn: socket.socket) -> None:
-        spinner, ready = Spinner(RAW_POLL), readable(conn.fileno())[1]
+        watch = SocketWatch(conn.fileno(), remoteobj.Config().request_spin)
         with conn:
             while True:
-                spinner.wait(ready)
+                watch.spin()
                 if not (data := conn.recv(65536)):
                     return
                 conn.sendall(data)

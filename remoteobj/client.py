@@ -53,7 +53,7 @@ from .serializers import (
     register_class_to_dict,
     register_dict_to_class,
 )
-from .spinning import CAN_POLL, Spinner, readable
+from .spinning import CAN_POLL, SocketWatch, Spinner
 from .streams import DAEMON_OBJECT as STREAM_DAEMON
 from .streams import STREAM_ANNOTATION, AsyncStreamIterator, StreamIterator, StreamRef
 from .tls import client_context
@@ -383,9 +383,8 @@ class _SyncConnection:
         # Busy-waiting (remoteobj.spinning): the reader for the socket, the other
         # threads for the reader to hand them their replies. Each learns apart.
         spin = core.config.reply_spin if CAN_POLL else 0.0
-        self._read_spinner = Spinner(spin)
+        self._socket_watch = SocketWatch(sock.fileno(), spin) if spin else None
         self._handoff_spinner = Spinner(spin * HANDOFF_SPIN_FACTOR)
-        self._readable = readable(sock.fileno())[1] if spin else None
         self.timeout: float | None = None
         #: When a reply last arrived; an idle connection is checked before reuse.
         self.last_used = time.monotonic()
@@ -581,9 +580,9 @@ class _SyncConnection:
 
     def _spin(self) -> None:
         """Busy-poll for the answer a little before a read sleeps (:mod:`.spinning`)."""
-        ready, sock = self._readable, self.sock
-        if ready is not None and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-            self._read_spinner.wait(ready)  # (bytes TLS has already decrypted show in no poll)
+        watch, sock = self._socket_watch, self.sock
+        if watch is not None and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            watch.spin()  # (bytes TLS has already decrypted show in no poll)
 
     def _take_buffered(self) -> list[p.Message]:
         """Every complete message in the reader ([] and the connection failed when the

@@ -52,7 +52,7 @@ from .daemon import Call, Daemon, Session
 from .errors import ProtocolError
 from .memory import prime_allocator
 from .receiving import receive, receive_body
-from .spinning import Spinner, readable
+from .spinning import SocketWatch
 from .tls import server_context
 
 __all__ = ["Server", "listen", "run_loop"]
@@ -238,12 +238,10 @@ class Connection:
         "owner",
         "paused",
         "phase",
-        "poll_now",
-        "poller",
         "reader",
         "session",
         "sock",
-        "spinner",
+        "watch",
         "wlock",
     )
 
@@ -281,11 +279,8 @@ class Connection:
         #: Reading paused behind them, until half have run (set and cleared under the
         #: server's oneway lock, so a pause cannot miss the completion that ends it).
         self.oneway_paused = False
-        #: For the worker that keeps it (made on the first keep): a poll object to
-        #: sleep on, a check that does not wait, and a spinner to busy-poll with.
-        self.poller: select.poll | None = None
-        self.poll_now: Callable[[], object] | None = None
-        self.spinner: Spinner | None = None
+        #: Polls this socket for the worker that keeps it (made on the first keep).
+        self.watch: SocketWatch | None = None
 
 
 class TLSConnection(Connection):
@@ -861,10 +856,9 @@ class Server:
         previous request came while lingering: its caller calls back to back; a
         thousand clients each calling now and then would only waste the polls).
         """
-        poller, poll_now, spinner = conn.poller, conn.poll_now, conn.spinner
-        if poller is None or poll_now is None or spinner is None:
-            poller, poll_now = conn.poller, conn.poll_now = readable(conn.fd)
-            spinner = conn.spinner = Spinner(self.config.request_spin)
+        watch = conn.watch
+        if watch is None:
+            watch = conn.watch = SocketWatch(conn.fd, self.config.request_spin)
         deadline = time.monotonic() + self.config.worker_linger
         while True:
             # Only this worker touches the reader now. In place: at most MAX_KEPT
@@ -872,11 +866,11 @@ class Server:
             body = conn.reader.body_buffer()
             if body is None:
                 # Busy-poll only while no other call runs: it would want this CPU.
-                if spin and self._inflight == 0 and spinner.wait(poll_now):
+                if spin and self._inflight == 0 and watch.spin():
                     events = [(conn.fd, select.POLLIN)]
                 else:
                     timeout = deadline - time.monotonic()
-                    events = poller.poll(max(timeout, 0) * 1000) if timeout > 0 else []
+                    events = watch.poller.poll(max(timeout, 0) * 1000) if timeout > 0 else []
             else:
                 with body:
                     waited = receive_body(conn.sock, body, BODY_WAIT)

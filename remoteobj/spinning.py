@@ -31,7 +31,7 @@ import select
 import time
 from collections.abc import Callable
 
-__all__ = ["CAN_POLL", "MAX_SKIP_LEVEL", "Spinner", "readable"]
+__all__ = ["CAN_POLL", "MAX_SKIP_LEVEL", "SocketWatch", "Spinner"]
 
 #: Whether this platform can busy-poll a socket (not Windows: no ``poll``, no ``sched_yield``).
 CAN_POLL = hasattr(select, "poll") and hasattr(os, "sched_yield")
@@ -81,9 +81,19 @@ class Spinner:
         return True
 
 
-def readable(fd: int) -> tuple[select.poll, Callable[[], object]]:
-    """A poll object watching ``fd`` for input (to sleep on), and a check that
-    does not wait (to spin on)."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return poller, functools.partial(poller.poll, 0)
+class SocketWatch:
+    """One socket watched for input: a poll object to sleep on, and a
+    :class:`Spinner` that busy-polls it first. One owner thread at a time."""
+
+    __slots__ = ("_check", "poller", "spinner")
+
+    def __init__(self, fd: int, budget: float) -> None:
+        self.poller = select.poll()
+        self.poller.register(fd, select.POLLIN)
+        self._check = functools.partial(self.poller.poll, 0)  # looks without waiting
+        self.spinner = Spinner(budget)
+
+    def spin(self) -> bool:
+        """Busy-poll until the socket is readable (or closed: the read that follows
+        says which), within the spinner's budget; see :meth:`Spinner.wait`."""
+        return self.spinner.wait(self._check)

@@ -19,7 +19,7 @@ import pytest
 
 import remoteobj
 from remoteobj.client import HANDOFF_SPIN_FACTOR
-from remoteobj.spinning import Spinner
+from remoteobj.spinning import SocketWatch, Spinner
 from tests.integration.feat_support import serving
 
 LOOPBACK = "127.0.0.1"
@@ -63,19 +63,32 @@ class CountingSpinner(Spinner):
         return caught
 
 
-def counting(proxy: remoteobj.Proxy, which: str = "_read_spinner") -> list[bool]:
-    """Count the waits of a spinner of ``proxy``'s connection (now open) from here on."""
-    conn = proxy._conn
-    assert conn is not None
-    spinner = CountingSpinner(proxy._config.reply_spin)
-    setattr(conn, which, spinner)
+def counting(owner: object, attr: str) -> list[bool]:
+    """Swap ``owner``'s spinner ``attr`` for one that counts its waits from here on."""
+    old: Spinner = getattr(owner, attr)
+    spinner = CountingSpinner(old._budget)
+    setattr(owner, attr, spinner)
     return spinner.outcomes
+
+
+def socket_watch(proxy: remoteobj.Proxy) -> SocketWatch:
+    """The poll of ``proxy``'s connection (now open) for its replies."""
+    assert proxy._conn is not None
+    watch = proxy._conn._socket_watch
+    assert watch is not None
+    return watch
+
+
+def handoffs(proxy: remoteobj.Proxy) -> list[bool]:
+    """Count the waits for replies handed on by another thread of ``proxy``."""
+    assert proxy._conn is not None
+    return counting(proxy._conn, "_handoff_spinner")
 
 
 def test_a_proxy_catches_quick_replies_by_polling(daemon_uri: str) -> None:
     with remoteobj.Proxy(daemon_uri, config=remoteobj.Config(reply_spin=0.01)) as proxy:
         proxy._bind()
-        outcomes = counting(proxy)
+        outcomes = counting(socket_watch(proxy), "spinner")
         for i in range(CALLS):
             assert proxy.echo(i) == i
     assert len(outcomes) >= CALLS
@@ -96,8 +109,8 @@ def test_reply_polling_can_be_turned_off(daemon_uri: str) -> None:
     with remoteobj.Proxy(daemon_uri, config=remoteobj.Config(reply_spin=0)) as proxy:
         proxy._bind()
         assert proxy._conn is not None
-        assert proxy._conn._readable is None  # no poll object at all
-        outcomes = counting(proxy) + counting(proxy, "_handoff_spinner")
+        assert proxy._conn._socket_watch is None  # no poll object at all
+        outcomes = handoffs(proxy)
         assert [proxy.echo(i) for i in range(5)] == list(range(5))
     assert not any(outcomes)
 
@@ -106,7 +119,7 @@ def test_threads_sharing_a_proxy_take_their_replies_awake(daemon_uri: str) -> No
     config = remoteobj.Config(reply_spin=0.01)
     with remoteobj.Proxy(daemon_uri, config=config) as proxy:
         proxy._bind()
-        outcomes = counting(proxy, "_handoff_spinner")
+        outcomes = handoffs(proxy)
         with ThreadPoolExecutor(4) as pool:
             results = list(pool.map(proxy.echo, range(200)))
     assert results == list(range(200))

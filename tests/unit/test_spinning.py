@@ -2,7 +2,7 @@
 
 A scripted check stands in for the socket poll (or the flag another thread
 sets), so each test says exactly when the awaited thing "arrives"; a pipe
-checks the real poll that :func:`remoteobj.spinning.readable` builds.
+checks the real poll of a :class:`remoteobj.spinning.SocketWatch`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from remoteobj.spinning import MAX_SKIP_LEVEL, Spinner, readable
+from remoteobj.spinning import MAX_SKIP_LEVEL, SocketWatch, Spinner
 
 
 @pytest.fixture
@@ -53,13 +53,13 @@ def test_a_readable_pipe_is_caught_at_once(pipe: tuple[int, int]) -> None:
     r, w = pipe
     os.write(w, b"x")
     started = time.perf_counter()
-    assert Spinner(budget=1.0).wait(readable(r)[1]) is True
+    assert SocketWatch(r, budget=1.0).spin() is True
     assert time.perf_counter() - started < 0.5
 
 
 def test_a_silent_pipe_is_given_up_after_the_budget(pipe: tuple[int, int]) -> None:
     started = time.perf_counter()
-    assert Spinner(budget=0.02).wait(readable(pipe[0])[1]) is False
+    assert SocketWatch(pipe[0], budget=0.02).spin() is False
     assert 0.02 <= time.perf_counter() - started < 1.0
 
 
