@@ -7,19 +7,25 @@ Execution model (measured in ``bench/hop_cost.py``; see BENCHMARKS.md):
 - The loop reads and decodes small requests. Coroutine methods run on the
   loop; synchronous methods run in a worker thread, which writes the reply
   to the socket itself (no second hop back to the loop).
-- A worker whose call finished on an otherwise quiet connection *keeps* the
-  connection for ``Config.worker_linger`` seconds, reading the next request
-  itself. Sequential callers thus pay no thread hop at all, like Pyro5's
-  thread-per-connection server, and the connection goes back to the loop as
-  soon as it idles. Once the caller shows it calls back to back (a request
-  came while the worker lingered), and while no other call runs, the worker
-  first busy-polls for the next request (``Config.request_spin``,
-  :mod:`remoteobj.spinning`): a CPU left idle would have to be woken for it,
-  which costs more than the call.
-- While a worker runs a call for a connection it keeps, nobody would read
-  that connection; a watchdog on the loop takes reading back after
-  ``STEAL_AFTER`` seconds, so further calls on the same connection (a proxy
-  shared by threads) still run concurrently.
+- A worker whose call finished on an otherwise quiet connection *keeps*
+  the connection, reading the next request itself: sequential callers thus
+  pay no thread hop at all, like Pyro5's thread-per-connection server. Other
+  busy connections join that worker's set (:mod:`remoteobj.keeping`, one
+  ``epoll``; up to ``MAX_KEPT`` workers keep sets) instead of each costing
+  a hop per call or a thread: with 64 busy clients one worker reads and
+  runs their calls one after the other and the loop stays out of the way.
+  A connection goes back to the loop once idle for ``Config.worker_linger``
+  (``IDLE_IN_BUSY_SET`` while others keep its worker busy anyway). Once
+  requests come while the worker waits (callers back to back), and while
+  no other call runs, it first busy-polls for the next request
+  (``Config.request_spin``, :mod:`remoteobj.spinning`): a CPU left idle
+  would have to be woken for it, which costs more than the call.
+- Connections kept together wait for each other's calls, so nothing slow
+  stays among them: a connection whose call took longer than
+  ``QUICK_CALL`` leaves a shared set (and is kept, if at all, alone), and a
+  watchdog on the loop hands every connection of a worker stuck in a call
+  for ``STEAL_AFTER`` back to the loop, the stuck one included, so further
+  calls on it (a proxy shared by threads) still run concurrently.
 
 Ownership of a connection's *reading* is the ``owner`` field, changed only
 under the connection's lock. Writing is separate: any thread may send a
@@ -36,7 +42,6 @@ import errno
 import logging
 import os
 import queue
-import select
 import socket
 import ssl
 import stat
@@ -50,9 +55,9 @@ from . import protocol as p
 from .config import Config
 from .daemon import Call, Daemon, Session
 from .errors import ProtocolError
+from .keeping import CONNS_PER_WORKER, KeptSet
 from .memory import prime_allocator
 from .receiving import receive, receive_body
-from .spinning import SocketWatch
 from .tls import server_context
 
 __all__ = ["Server", "listen", "run_loop"]
@@ -67,10 +72,18 @@ ONEWAY_DROPS_CLOSE = 100
 #: wake-up competes with the workers for the GIL: at 2 ms it cost sequential callers
 #: ~10 % (measured with bench/profile_hot.py), at 10 ms it is noise.
 STEAL_AFTER = 0.010
-#: Connections workers may keep at once. Past a few, threads waiting in poll()
-#: thrash the GIL (as Pyro5's thread per connection does); the loop's epoll then
-#: multiplexes the other busy connections onto a queue that never goes idle.
+#: Workers that may keep connections at once. Past a few, threads waiting in poll()
+#: thrash the GIL (as Pyro5's thread per connection does); each watches up to
+#: keeping.CONNS_PER_WORKER of them, the loop the rest.
 MAX_KEPT = 4
+#: A call that took longer than this on a connection a worker keeps along with
+#: others hands its connection back to the loop (the others would wait behind its
+#: next one); such a call's connection is kept by a worker of its own, if at all.
+QUICK_CALL = 0.001
+#: A connection kept in a set that other connections keep busy goes back to the loop
+#: after idling this long (``worker_linger`` applies once the whole set idles):
+#: while the worker is awake anyway, watching one more socket costs nothing.
+IDLE_IN_BUSY_SET = 0.5
 #: Longest wait of a worker for more of a frame before it looks at the connection's
 #: state again (closing, the frame deadline).
 BODY_WAIT = 0.05
@@ -223,10 +236,10 @@ class Connection:
         "closed",
         "closing",
         "eof",
-        "exec_started",
         "fd",
         "frame_deadline",
         "inflight",
+        "kept_by",
         "last_active",
         "lock",
         "loop_reading",
@@ -241,7 +254,6 @@ class Connection:
         "reader",
         "session",
         "sock",
-        "watch",
         "wlock",
     )
 
@@ -257,7 +269,6 @@ class Connection:
         self.wlock = threading.Lock()
         self.owner = LOOP
         self.phase = READING
-        self.exec_started = 0.0
         self.loop_reading = False
         self.inflight = 0
         self.paused = False
@@ -279,8 +290,8 @@ class Connection:
         #: Reading paused behind them, until half have run (set and cleared under the
         #: server's oneway lock, so a pause cannot miss the completion that ends it).
         self.oneway_paused = False
-        #: Polls this socket for the worker that keeps it (made on the first keep).
-        self.watch: SocketWatch | None = None
+        #: The set of the worker that reads this connection (``owner == WORKER``).
+        self.kept_by: KeptSet[Connection] | None = None
 
 
 class TLSConnection(Connection):
@@ -327,7 +338,10 @@ class Server:
         self._ssl = server_context(cfg) if cfg.ssl else None
         self._inflight = 0
         self._inflight_lock = threading.Lock()
-        self._kept: set[Connection] = set()  # connections a worker currently reads
+        #: The workers' kept connections, one set per worker (at most MAX_KEPT).
+        self._kept_sets: list[KeptSet[Connection]] = []
+        self._kept_lock = threading.Lock()  # taken after a conn.lock, before a set's lock
+        self._spare_sets: list[KeptSet[Connection]] = []  # empty, for the next worker
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._stopping = False
@@ -360,6 +374,10 @@ class Server:
                 loop.remove_reader(self._lsock.fileno())
             self._close_all()
             self._pool.stop()
+            with self._kept_lock:
+                for kept in self._spare_sets:
+                    kept.close()
+                self._spare_sets.clear()
             self._oneway_pool.stop()
             self.finished = True
             self._closed.set()
@@ -783,26 +801,37 @@ class Server:
             self._to_loop(self._run, conn, call)
 
     def _run_in_worker(self, conn: Connection, call: Call) -> None:
-        """Run a call in this worker, send its reply, then keep the connection while it is busy."""
-        streak = False  # whether this worker read the call itself (a caller back to back)
-        while True:
-            reply = self.daemon.run_sync(call)
-            if reply is not None:
-                self._send(conn, reply)
-            keep = self._done_in_worker(conn)
-            self._done_one()
-            if not keep:
-                return
-            nxt = self._linger(conn, spin=streak)
-            if nxt is None:
-                return
-            call = nxt
-            streak = True
+        """Run a call in this worker and send its reply; then keep the connection while
+        it is busy: in another worker's set, or in a set this worker serves."""
+        kept = self._run_call(conn, call, None)
+        if kept is not None:
+            self._serve_kept(kept)
 
-    def _done_in_worker(self, conn: Connection) -> bool:
-        """Count a worker's call done; decide whether the worker keeps reading the connection."""
+    def _run_call(
+        self, conn: Connection, call: Call, kept: KeptSet[Connection] | None
+    ) -> KeptSet[Connection] | None:
+        """Run ``call`` here and send its reply (``kept``: the set this worker serves,
+        ``conn`` in it); a new set for this worker to serve, or ``None``."""
+        started = time.monotonic()
+        if kept is not None:
+            kept.busy_since = started
+        reply = self.daemon.run_sync(call)
+        if reply is not None:
+            self._send(conn, reply)
+        if kept is not None:
+            kept.busy_since = 0.0
+        quick = time.monotonic() - started <= QUICK_CALL
+        new = self._done_in_worker(conn, kept, quick=quick)
+        self._done_one()
+        return new
+
+    def _done_in_worker(
+        self, conn: Connection, kept: KeptSet[Connection] | None, *, quick: bool
+    ) -> KeptSet[Connection] | None:
+        """Count a worker's call done; decide whether a worker keeps reading the connection.
+        A new set for this worker to serve, or ``None``."""
         cfg = self.config
-        wake_watchdog = False
+        new = None
         with conn.lock:
             conn.inflight -= 1
             keep = (
@@ -815,28 +844,65 @@ class Server:
                 and not self._stopping
                 and not conn.reader.in_frame
                 and not conn.out
-                and self._pool.has_spare()
-                and (conn in self._kept or len(self._kept) < MAX_KEPT)
             )
-            if keep:
-                conn.owner = WORKER
-                conn.phase = READING
-                wake_watchdog = not self._kept
-                self._kept.add(conn)
+            if keep and conn.kept_by is not None and conn.kept_by is kept:
+                if quick or len(kept) == 1:
+                    conn.phase = READING
+                    conn.last_active = time.monotonic()
+                else:  # slow: the others in the set would wait behind its next call
+                    self._release(conn)
+            elif keep and kept is None:
+                new = self._keep(conn, quick=quick)
             elif conn.owner == WORKER:
                 self._release(conn)
             paused = conn.paused
-        if wake_watchdog:
-            self._later(self._watchdog_wake.set)  # the steal watchdog must run while we keep it
         if paused or self._stopping:
             self._to_loop(self._apply_limits, conn)
-        return keep
+        return new
+
+    def _keep(self, conn: Connection, *, quick: bool) -> KeptSet[Connection] | None:
+        """Have a worker read ``conn`` (a loop connection that just finished a call):
+        a set that takes it, or else a new set for this worker. Holds conn.lock."""
+        now = time.monotonic()
+        with self._kept_lock:
+            chosen = None
+            if quick:
+                for kept in self._kept_sets:
+                    busy = kept.busy_since
+                    if (
+                        not kept.solo
+                        and not kept.receiving
+                        and len(kept) < CONNS_PER_WORKER
+                        and (not busy or now - busy <= QUICK_CALL)
+                    ):
+                        chosen = kept
+                        break
+            new = None
+            if chosen is None:
+                if len(self._kept_sets) >= MAX_KEPT or not self._pool.has_spare():
+                    return None
+                if self._spare_sets:  # (a set's poller is a file: reused, not remade)
+                    chosen = new = self._spare_sets.pop()
+                else:
+                    chosen = new = KeptSet[Connection](self.config.request_spin)
+                new.solo = not quick
+                if not self._kept_sets:
+                    self._later(self._watchdog_wake.set)  # the steal watchdog runs while sets exist
+                self._kept_sets.append(new)
+            conn.owner = WORKER
+            conn.phase = READING
+            conn.last_active = now
+            conn.kept_by = chosen
+            chosen.add(conn.fd, conn)
+        return new
 
     def _release(self, conn: Connection) -> None:
         """Give reading back to the loop. Holds conn.lock, so the loop acts later."""
         conn.owner = LOOP
         conn.reader.drop_spare()  # an idle connection holds no body buffer
-        self._kept.discard(conn)
+        if (kept := conn.kept_by) is not None:
+            conn.kept_by = None
+            kept.discard(conn.fd)
         if conn.closing:
             self._later(self._close, conn)
             return
@@ -847,90 +913,152 @@ class Server:
             # no socket event will announce them, the loop takes them when it can.
             self._later(self._apply_limits, conn)
 
-    def _linger(self, conn: Connection, *, spin: bool) -> Call | None:
-        """Read the next request of a kept connection; a sync call to run here, or ``None``.
+    def _serve_kept(self, kept: KeptSet[Connection]) -> None:
+        """Read and run the calls of the connections in ``kept`` until all went back.
 
-        Runs in the worker that owns the connection's reading. Anything but a
-        single synchronous call (pipelined requests, coroutines, oneway, pings,
-        errors, silence) goes back to the loop. ``spin``: busy-poll first (the
-        previous request came while lingering: its caller calls back to back; a
-        thousand clients each calling now and then would only waste the polls).
+        Each connection goes back to the loop once idle for ``worker_linger``
+        (or its frame is overdue), on anything but a single synchronous call,
+        or when its call was slow among others. Once requests come while
+        waiting (callers back to back), and while no other call runs, the
+        worker busy-polls before it sleeps: a CPU left idle would have to be
+        woken for the next request.
         """
-        watch = conn.watch
-        if watch is None:
-            watch = conn.watch = SocketWatch(conn.fd, self.config.request_spin)
-        deadline = time.monotonic() + self.config.worker_linger
+        check_every = min(self.config.worker_linger, BODY_WAIT)
+        next_check = time.monotonic() + check_every
+        streak = False
         while True:
-            # Only this worker touches the reader now. In place: at most MAX_KEPT
-            # connections are read by workers, so their buffers are bounded.
-            body = conn.reader.body_buffer()
-            if body is None:
-                # Busy-poll only while no other call runs: it would want this CPU.
-                if spin and self._inflight == 0 and watch.spin():
-                    events = [(conn.fd, select.POLLIN)]
-                else:
-                    timeout = deadline - time.monotonic()
-                    events = watch.poller.poll(max(timeout, 0) * 1000) if timeout > 0 else []
-            else:
-                with body:
-                    waited = receive_body(conn.sock, body, BODY_WAIT)
-                events = [] if waited < 0 else [(conn.fd, select.POLLIN)]
-            with conn.lock:
-                if conn.closing or not events:
-                    if conn.reader.in_frame and not conn.closing and events == []:
-                        # A frame has started: the frame deadline, not the linger, applies.
-                        frame_left = (conn.frame_deadline or 0) - time.monotonic()
-                        if frame_left > 0:
-                            deadline = time.monotonic() + min(frame_left, BODY_WAIT)
-                            continue
-                    self._release(conn)
-                    return None
-                try:
-                    if body is None:
-                        got = receive(conn.sock, conn.reader)
-                    elif got := waited:
-                        conn.reader.body_received(got)
-                    msgs = self._parse(conn) if got else []
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except ProtocolError as exc:
-                    self._release(conn)
-                    self._to_loop(self._protocol_error_locked, conn, exc)
-                    return None
-                except OSError:
-                    got = 0
-                if not got:
-                    conn.closing = True
-                    self._release(conn)
-                    return None
-                if not msgs:
-                    if conn.backlog:  # complete requests, but over a limit: the loop's job
-                        self._release(conn)
-                        return None
-                    deadline = time.monotonic() + self.config.worker_linger
-                    continue
-                single = (
-                    len(msgs) == 1
-                    and not conn.reader.in_frame
-                    and msgs[0].type == p.MSG_INVOKE
-                    and not msgs[0].flags & p.FLAGS_ONEWAY
-                )
-                if not single:
-                    self._release(conn)
-                    self._to_loop(self._dispatch_all, conn, msgs)
-                    return None
-                conn.phase = EXECUTING
-                conn.exec_started = time.monotonic()
-            msg = msgs[0]
-            call = self._prepare(conn, msg)
-            if not msg.flags & p.FLAGS_KEEPSERIALIZED:  # (a SerializedBlob keeps the payload)
-                conn.reader.recycle(msg)  # decoded: its buffer takes the next large body
-            if isinstance(call, Call) and not call.is_coroutine and not call.oneway:
-                return call
-            with conn.lock:
+            if not kept.conns and self._retire(kept):
+                return
+            if not self._receive_alone(kept):
+                timeout = next_check - time.monotonic()
+                spin = streak and self._inflight == 0
+                events = kept.wait(timeout, spin=spin) if timeout > 0 else []
+                if streak := bool(events):
+                    kept.last_event = time.monotonic()
+                for fd, _ in events:
+                    conn = kept.conns.get(fd)
+                    if conn is not None and (call := self._read_kept(kept, conn)) is not None:
+                        self._run_call(conn, call, kept)
+            now = time.monotonic()
+            if now >= next_check:
+                self._expire_kept(kept, now)
+                next_check = now + check_every
+
+    def _retire(self, kept: KeptSet[Connection]) -> bool:
+        """Drop an empty set (unless a connection joined it meanwhile)."""
+        with self._kept_lock:
+            if kept.conns:
+                return False
+            self._kept_sets.remove(kept)
+            self._spare_sets.append(kept)
+        return True
+
+    def _receive_alone(self, kept: KeptSet[Connection]) -> bool:
+        """Receive a large body in place, if the set's only connection is in one;
+        whether it did. In place: at most MAX_KEPT sets, one such body each, so
+        the memory taken before the peer sends it is bounded."""
+        if len(kept.conns) != 1:
+            return False
+        with kept.lock:
+            if len(kept.conns) != 1:
+                return False
+            (conn,) = kept.conns.values()
+        body = conn.reader.body_buffer()  # only this worker touches the reader now
+        if body is None:
+            return False
+        with kept.lock:
+            kept.receiving = len(kept.conns) == 1  # nobody may join and wait behind it
+        if not kept.receiving:
+            return False
+        try:
+            with body:
+                waited = receive_body(conn.sock, body, BODY_WAIT)
+        finally:
+            kept.receiving = False
+        if (call := self._read_kept(kept, conn, waited)) is not None:
+            self._run_call(conn, call, kept)
+        return True
+
+    def _read_kept(
+        self, kept: KeptSet[Connection], conn: Connection, waited: int | None = None
+    ) -> Call | None:
+        """Read a kept connection said to be readable (or, ``waited``, the result of
+        receiving its body in place); a sync call to run here, or ``None``.
+
+        Anything but a single synchronous call (pipelined requests, coroutines,
+        oneway, pings, errors) hands the connection back to the loop.
+        """
+        with conn.lock:
+            if conn.kept_by is not kept:
+                return None  # handed back meanwhile (the watchdog, a shutdown)
+            if conn.closing:
                 self._release(conn)
-            self._to_loop(self._run, conn, call)
-            return None
+                return None
+            if waited is not None and waited < 0:
+                return None  # nothing came in time; the frame deadline is checked later
+            try:
+                if waited is None:
+                    got = receive(conn.sock, conn.reader)
+                elif got := waited:
+                    conn.reader.body_received(got)
+                msgs = self._parse(conn) if got else []
+            except (BlockingIOError, InterruptedError):
+                return None
+            except ProtocolError as exc:
+                self._release(conn)
+                self._to_loop(self._protocol_error_locked, conn, exc)
+                return None
+            except OSError:
+                got = 0
+            if not got:
+                conn.closing = True
+                self._release(conn)
+                return None
+            if not msgs:
+                if conn.backlog:  # complete requests, but over a limit: the loop's job
+                    self._release(conn)
+                return None
+            single = (
+                len(msgs) == 1
+                and not conn.reader.in_frame
+                and msgs[0].type == p.MSG_INVOKE
+                and not msgs[0].flags & p.FLAGS_ONEWAY
+            )
+            if not single:
+                self._release(conn)
+                self._to_loop(self._dispatch_all, conn, msgs)
+                return None
+            conn.phase = EXECUTING
+            kept.busy_since = time.monotonic()
+        msg = msgs[0]
+        call = self._prepare(conn, msg)
+        if not msg.flags & p.FLAGS_KEEPSERIALIZED:  # (a SerializedBlob keeps the payload)
+            conn.reader.recycle(msg)  # decoded: its buffer takes the next large body
+        if isinstance(call, Call) and not call.is_coroutine and not call.oneway:
+            return call
+        kept.busy_since = 0.0
+        with conn.lock:
+            self._release(conn)
+        self._to_loop(self._run, conn, call)
+        return None
+
+    def _expire_kept(self, kept: KeptSet[Connection], now: float) -> None:
+        """Hand back the set's connections that idled for ``worker_linger`` (or
+        ``IDLE_IN_BUSY_SET`` while others keep it busy), whose frame is overdue
+        (the loop's sweep closes them), or that are closing."""
+        linger = self.config.worker_linger
+        if now - kept.last_event < linger:
+            linger = max(linger, IDLE_IN_BUSY_SET)
+        for conn in list(kept.conns.values()):
+            with conn.lock:
+                if conn.kept_by is not kept or conn.phase != READING:
+                    continue
+                if conn.reader.in_frame:
+                    due = conn.frame_deadline or now
+                else:
+                    due = conn.last_active + linger
+                if conn.closing or now >= due:
+                    self._release(conn)
 
     def _protocol_error_locked(self, conn: Connection, exc: ProtocolError) -> None:
         with conn.lock:
@@ -966,7 +1094,7 @@ class Server:
             interval = min(interval, cfg.ssl_handshake_timeout / 4)
         next_sweep = time.monotonic() + interval
         while True:
-            if self._kept:
+            if self._kept_sets:
                 await asyncio.sleep(STEAL_AFTER)
             else:
                 # Idle: sleep until the next sweep, or until a worker keeps a connection.
@@ -977,14 +1105,15 @@ class Server:
                     async with asyncio.timeout(min(interval, 0.25)):
                         await self._watchdog_wake.wait()
             now = time.monotonic()
-            for conn in list(self._kept):
-                with conn.lock:
-                    if (
-                        conn.owner == WORKER
-                        and conn.phase == EXECUTING
-                        and now - conn.exec_started > STEAL_AFTER
-                    ):
-                        self._release(conn)
+            for kept in list(self._kept_sets):
+                busy = kept.busy_since
+                if busy and now - busy > STEAL_AFTER:
+                    # A long call: the loop reads its connection (more calls on it run
+                    # concurrently) and the others in the set, which would wait behind it.
+                    for conn in list(kept.conns.values()):
+                        with conn.lock:
+                            if conn.kept_by is kept:
+                                self._release(conn)
             if now < next_sweep:
                 continue
             next_sweep = now + interval
@@ -1229,7 +1358,6 @@ class Server:
                 self._loop.remove_writer(conn.fd)
                 conn.sock.close()
         self._conns.pop(conn.fd, None)
-        self._kept.discard(conn)
         self._starved.discard(conn)
         try:
             # Session instances and streams are released, then client_disconnected runs.
@@ -1241,6 +1369,9 @@ class Server:
         for conn in list(self._conns.values()):
             with conn.lock:
                 conn.owner = LOOP  # the loop is ending; workers find the socket closed
+                if (kept := conn.kept_by) is not None:
+                    conn.kept_by = None
+                    kept.discard(conn.fd)
             self._close(conn)
 
 

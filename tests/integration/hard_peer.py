@@ -50,6 +50,10 @@ class Hard:
         time.sleep(seconds)
         return seconds
 
+    def thread(self) -> str:
+        """The name of the thread this call runs in."""
+        return threading.current_thread().name
+
     async def asleep(self, seconds: float) -> float:
         await asyncio.sleep(seconds)
         return seconds
@@ -125,6 +129,7 @@ class Hard:
             "connections": len(getattr(server, "_conns", {})),
             "inflight": getattr(server, "_inflight", -1),
             "tasks": len(asyncio.all_tasks(server._loop)) if server and server._loop else -1,
+            "kept": sum(len(kept) for kept in getattr(server, "_kept_sets", ())),
         }
 
 

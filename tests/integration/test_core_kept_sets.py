@@ -1,0 +1,172 @@
+"""Busy connections kept by one worker: their calls skip the loop -> worker hop, and a
+slow call never holds the others up for long.
+
+A worker whose call finished on a quiet connection keeps reading it, and
+other busy connections join that worker's set instead of each taking a
+thread (``server.py``, :mod:`remoteobj.keeping`). The daemon runs in its own
+process (``hard_peer.py``); the callers are threads here, each with its own
+proxy, calling back to back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import remoteobj
+from remoteobj.server import IDLE_IN_BUSY_SET, MAX_KEPT, QUICK_CALL, STEAL_AFTER
+from tests.integration.hard_peer import RawConn, start_peer
+from tests.procs import wait_for
+
+CALLERS = 8
+
+
+@pytest.fixture
+def peer() -> Iterator[tuple[str, int]]:
+    proc, uri, port = start_peer()
+    try:
+        yield uri, port
+    finally:
+        proc.kill()
+
+
+class Callers:
+    """Threads calling ``call(proxy)`` back to back, each on a proxy of its own,
+    until :meth:`stop`; what each call returned and how long it took."""
+
+    def __init__(self, uri: str, count: int, call: Callable[[remoteobj.Proxy], Any]) -> None:
+        self.results: list[list[tuple[float, float, Any]]] = [[] for _ in range(count)]
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(uri, call, out), daemon=True)
+            for out in self.results
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, uri: str, call: Callable[[remoteobj.Proxy], Any], out: list[Any]) -> None:
+        try:
+            with remoteobj.Proxy(uri) as proxy:
+                while not self._stop.is_set():
+                    started = time.monotonic()
+                    result = call(proxy)
+                    out.append((started, time.monotonic() - started, result))
+        except BaseException as exc:  # reported by stop()
+            self.errors.append(exc)
+
+    def calls(self) -> int:
+        return sum(len(out) for out in self.results)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+        assert not self.errors, self.errors
+
+
+def test_busy_connections_are_all_kept_and_share_one_worker_thread(peer: tuple[str, int]) -> None:
+    uri, _ = peer
+    callers = Callers(uri, CALLERS, lambda proxy: proxy.thread())
+    try:
+        wait_for(lambda: callers.calls() >= CALLERS * 200, timeout=30, message="calls")
+        # More connections than MAX_KEPT workers could each keep: all read by workers.
+        seen: list[int] = []
+        wait_for(
+            lambda: seen.append(kept_count(uri)) or seen[-1] == CALLERS,
+            timeout=10,
+            message=lambda: f"kept connections seen: {seen[-20:]}",
+        )
+        assert CALLERS > MAX_KEPT
+        mark = time.monotonic()
+        wait_for(lambda: callers.calls() >= CALLERS * 600, timeout=30, message="calls")
+    finally:
+        callers.stop()
+    threads = Counter(name for out in callers.results for started, _, name in out if started > mark)
+    top, count = threads.most_common(1)[0]
+    print(f"{sum(threads.values())} calls in {len(threads)} threads; {top}: {count}")
+    assert count >= 0.5 * sum(threads.values())
+
+
+def kept_count(uri: str) -> int:
+    """Connections the daemon's workers read now."""
+    with remoteobj.Proxy(uri) as proxy:
+        return int(proxy.stats()["kept"])
+
+
+def test_a_long_call_does_not_hold_up_the_connections_kept_with_it(
+    peer: tuple[str, int],
+) -> None:
+    uri, _ = peer
+    callers = Callers(uri, CALLERS - 1, lambda proxy: proxy.echo(1))
+    try:
+        wait_for(lambda: callers.calls() >= CALLERS * 200, timeout=30, message="calls")
+        with remoteobj.Proxy(uri) as sleeper:
+            for _ in range(50):  # calling back to back: kept with the others
+                sleeper.echo(1)
+            started = time.monotonic()
+            sleeper.sleep(0.5)
+            ended = time.monotonic()
+    finally:
+        callers.stop()
+    during = [took for out in callers.results for at, took, _ in out if started < at < ended]
+    print(f"{len(during)} calls during the sleep, slowest {max(during) * 1000:.1f} ms")
+    # Without the watchdog they would wait for the sleep (0.5 s) behind it.
+    assert len(during) >= CALLERS * 10
+    assert max(during) < 0.25
+
+
+def test_a_connection_whose_calls_are_slow_leaves_the_shared_worker(
+    peer: tuple[str, int],
+) -> None:
+    uri, _ = peer
+    pause = 0.003
+    assert QUICK_CALL < pause < STEAL_AFTER / 2  # the watchdog alone would not hand them back
+    callers = Callers(uri, 2, lambda proxy: proxy.echo(1))
+    try:
+        wait_for(lambda: callers.calls() >= 400, timeout=30, message="calls")
+        slow = Callers(uri, 1, lambda proxy: proxy.sleep(pause))
+        try:
+            wait_for(lambda: slow.calls() >= 5, timeout=30, message="slow calls")
+            before, started = callers.calls(), time.monotonic()
+            wait_for(lambda: time.monotonic() - started >= 1.0, timeout=5, message="a second")
+            rate = (callers.calls() - before) / (time.monotonic() - started)
+        finally:
+            slow.stop()
+    finally:
+        callers.stop()
+    print(f"quick callers: {rate:.0f} calls/s beside {slow.calls()} slow calls")
+    # Waiting behind each slow call, the two quick callers would make at most
+    # 2 / pause calls per second.
+    assert rate > 3 * 2 / pause
+
+
+def test_an_idle_connection_in_a_busy_workers_set_goes_back_and_idles_out(
+    peer: tuple[str, int],
+) -> None:
+    proc_env = {"REMOTEOBJ_IDLE_TIMEOUT": "1.0"}
+    proc, uri, port = start_peer(proc_env)
+    try:
+        callers = Callers(uri, 2, lambda proxy: proxy.echo(1))
+        try:
+            wait_for(lambda: callers.calls() >= 400, timeout=30, message="calls")
+            with RawConn(port) as idle:
+                idle.connect()
+                for seq in range(1, 30):  # back to back: kept, beside the busy callers
+                    idle.invoke("echo", (seq,), seq=seq)
+                    assert idle.read() is not None
+                started = time.monotonic()
+                # Kept for good, no idle timeout would ever close it.
+                assert idle.closed_within(1.0 + IDLE_IN_BUSY_SET + 2.0)
+                waited = time.monotonic() - started
+        finally:
+            callers.stop()
+    finally:
+        proc.kill()
+    print(f"closed after {waited:.2f} s idle")
+    assert waited >= 1.0 - 0.05
