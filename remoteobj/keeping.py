@@ -51,6 +51,7 @@ class KeptSet(Generic[C]):
         "conns",
         "last_event",
         "lock",
+        "partial",
         "receiving",
         "solo",
         "spinner",
@@ -63,6 +64,8 @@ class KeptSet(Generic[C]):
         #: When a wait last found a connection readable.
         self.last_event = time.monotonic()
         self.receiving = False
+        #: A read left a frame unfinished (maybe a large body to receive in place).
+        self.partial = False
         #: Made for a connection whose call was slow: nobody joins it.
         self.solo = False
         self._poller: select.epoll | select.poll = select.epoll() if _EPOLL else select.poll()
