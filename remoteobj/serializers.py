@@ -2071,6 +2071,39 @@ class _ElementBudget:
         return value
 
 
+class _ContainerCount:
+    """Counts containers as msgpack completes them, up to ``limit``: a payload with
+    no more containers than that nests no deeper, and needs no walk for its depth.
+    Past the limit it aborts the unpacking (:class:`_ManyContainers`), so that a
+    payload of many small containers pays for a few hook calls only, then is
+    unpacked again plainly and walked."""
+
+    __slots__ = ("containers", "has_class", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.containers = 0
+        self.has_class = False
+
+    def list_hook(self, value: list[Any]) -> list[Any]:
+        self.containers += 1
+        if self.containers > self.limit:
+            raise _ManyContainers
+        return value
+
+    def map_hook(self, value: dict[Any, Any]) -> dict[Any, Any]:
+        self.containers += 1
+        if self.containers > self.limit:
+            raise _ManyContainers
+        if "__class__" in value:
+            self.has_class = True
+        return value
+
+
+class _ManyContainers(Exception):
+    """More containers than the nesting limit: the depth must be walked."""
+
+
 class MsgpackSerializer(Serializer):
     """msgpack (id 4): binary, compact and fast; needs the ``msgpack`` package."""
 
@@ -2126,8 +2159,25 @@ class MsgpackSerializer(Serializer):
                     max_array_len=max_elements,
                     max_map_len=max_elements,
                 )
+            elif size > max_nesting:
+                # Every item takes at least a byte: a short payload cannot break the
+                # budget, but may nest too deep. Counting its containers costs a hook
+                # call each; walking it, a look at every item (2x the unpacking for a
+                # list of 10k numbers).
+                count = _ContainerCount(max_nesting)
+                try:
+                    value = _msgpack.unpackb(
+                        data,
+                        raw=False,
+                        ext_hook=_msgpack_ext,
+                        list_hook=count.list_hook,
+                        object_hook=count.map_hook,
+                    )
+                except _ManyContainers:
+                    value = _msgpack.unpackb(data, raw=False, ext_hook=_msgpack_ext)
+                else:
+                    return value, count.has_class
             else:
-                # Every item takes at least a byte: a short payload cannot break the budget.
                 value = _msgpack.unpackb(data, raw=False, ext_hook=_msgpack_ext)
         except (SerializeError, SecurityError):
             raise

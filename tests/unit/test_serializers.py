@@ -1989,6 +1989,33 @@ def test_msgpack_refuses_exactly_the_payloads_nested_too_deep(value: Any, hooked
             ser.loads(data, limits)
 
 
+def test_msgpack_decodes_a_long_flat_list_without_walking_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ser = get_serializer("msgpack")
+    numbers = list(range(10_000))
+    data = ser.dumps_call("o", "m", (numbers,), {})
+
+    def walked(*args: Any) -> None:
+        raise AssertionError("walked a payload of 3 containers")
+
+    monkeypatch.setattr(serializers, "_check_shape", walked)
+    assert ser.loads_call(data) == ("o", "m", [numbers], {})
+
+
+def test_msgpack_walks_a_shallow_payload_of_many_containers_and_accepts_it() -> None:
+    ser = get_serializer("msgpack")
+    value = [[i] for i in range(500)]  # 501 containers, 2 deep
+    assert ser.loads(ser.dumps(value), DecodeLimits(max_elements=100_000, max_nesting=3)) == value
+
+
+def test_msgpack_class_dicts_are_rebuilt_in_payloads_longer_than_the_nesting_limit() -> None:
+    ser = get_serializer("msgpack")
+    value = {"pad": "x" * 300, "exc": [ValueError("v")]}  # one byte per level could nest 300
+    back = ser.loads(ser.dumps(value), DecodeLimits(max_elements=100_000, max_nesting=200))
+    assert type(back["exc"][0]) is ValueError
+
+
 # --- hash flooding: ints hash to themselves modulo 2**61 - 1 -----------------------------
 
 _M61 = (1 << 61) - 1
