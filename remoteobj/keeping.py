@@ -81,7 +81,10 @@ class KeptSet(Generic[C]):
         """Watch ``conn`` (at once, even while another thread waits in :meth:`wait`)."""
         with self.lock:
             self.conns[fd] = conn
-            self._poller.register(fd, select.POLLIN)
+            try:
+                self._poller.register(fd, select.POLLIN)
+            except FileExistsError:  # a descriptor number reused before its removal
+                self._poller.modify(fd, select.POLLIN)
 
     def discard(self, fd: int) -> None:
         """Stop watching ``fd`` (if watched)."""

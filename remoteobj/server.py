@@ -343,6 +343,7 @@ class Server:
         self._kept_sets: list[KeptSet[Connection]] = []
         self._kept_lock = threading.Lock()  # taken after a conn.lock, before a set's lock
         self._spare_sets: list[KeptSet[Connection]] = []  # empty, for the next worker
+        self._sets_closed = False  # serving ended: a set that empties now is closed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._stopping = False
@@ -376,6 +377,7 @@ class Server:
             self._close_all()
             self._pool.stop()
             with self._kept_lock:
+                self._sets_closed = True
                 for kept in self._spare_sets:
                     kept.close()
                 self._spare_sets.clear()
@@ -922,7 +924,23 @@ class Server:
         waiting (callers back to back), and while no other call runs, the
         worker busy-polls before it sleeps: a CPU left idle would have to be
         woken for the next request.
+
+        Should anything here fail, every connection of the set goes back to the
+        loop: none may be left watched by a worker that is gone.
         """
+        try:
+            self._serve_kept_until_empty(kept)
+        except BaseException:
+            with self._kept_lock:  # first, so that nobody joins it meanwhile
+                self._kept_sets.remove(kept)
+            for conn in list(kept.conns.values()):
+                with conn.lock:
+                    if conn.kept_by is kept:
+                        self._release(conn)
+            kept.close()
+            raise
+
+    def _serve_kept_until_empty(self, kept: KeptSet[Connection]) -> None:
         linger = self.config.worker_linger
         check_every = min(linger, BODY_WAIT)
         next_check = time.monotonic() + check_every
@@ -954,7 +972,10 @@ class Server:
             if kept.conns:
                 return False
             self._kept_sets.remove(kept)
-            self._spare_sets.append(kept)
+            if self._sets_closed:
+                kept.close()
+            else:
+                self._spare_sets.append(kept)
         return True
 
     def _receive_alone(self, kept: KeptSet[Connection]) -> bool:

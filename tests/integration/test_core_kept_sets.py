@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 import remoteobj
-from remoteobj.server import IDLE_IN_BUSY_SET, MAX_KEPT, QUICK_CALL, STEAL_AFTER
+from remoteobj.server import IDLE_IN_BUSY_SET, MAX_KEPT, QUICK_CALL, STEAL_AFTER, Server
+from tests.integration.feat_support import serving
 from tests.integration.hard_peer import RawConn, start_peer
 from tests.procs import wait_for
 
@@ -170,3 +171,40 @@ def test_an_idle_connection_in_a_busy_workers_set_goes_back_and_idles_out(
         proc.kill()
     print(f"closed after {waited:.2f} s idle")
     assert waited >= 1.0 - 0.05
+
+
+@remoteobj.expose
+class Echo:
+    def echo(self, x: object) -> object:
+        return x
+
+
+def test_a_worker_that_fails_hands_its_connections_back_and_they_keep_being_served(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fail = threading.Event()
+    expire = Server._expire_kept
+
+    def failing_once(self: Server, kept: Any, now: float) -> None:
+        if fail.is_set() and kept.conns:
+            fail.clear()
+            raise RuntimeError("injected")
+        expire(self, kept, now)
+
+    monkeypatch.setattr(Server, "_expire_kept", failing_once)
+    daemon = remoteobj.Daemon("127.0.0.1", 0)
+    uri = str(daemon.register(Echo(), "echo"))
+    with serving(daemon):
+        callers = Callers(uri, 4, lambda proxy: proxy.echo(1))
+        try:
+            wait_for(lambda: callers.calls() >= 400, timeout=30, message="calls")
+            fail.set()
+            wait_for(lambda: not fail.is_set(), timeout=10, message="the injected failure")
+            after = [len(out) + 100 for out in callers.results]
+            wait_for(
+                lambda: all(map(int.__le__, after, map(len, callers.results))),
+                timeout=10,
+                message=lambda: f"calls per caller since: {[len(o) for o in callers.results]}",
+            )
+        finally:
+            callers.stop()
