@@ -88,7 +88,9 @@ class Config:
     # --- server ----------------------------------------------------------------
     #: Threads that run synchronous methods.
     workers: int = 64
-    #: How long a worker keeps a busy connection before handing it back to the loop.
+    #: How long a worker keeps reading a busy connection once it idles, before
+    #: handing it back to the loop (``0``: never keep one). While other connections
+    #: keep the same worker busy, an idle one stays 50 ms.
     worker_linger: float = 0.005
     #: How long such a worker busy-polls for the next request before it sleeps
     #: (``0``: never): once a request came while it lingered (a caller back to

@@ -2071,6 +2071,25 @@ class _ElementBudget:
         return value
 
 
+def _msgpack_unpack(
+    data: bytes | bytearray, hooks: _ElementBudget | _ContainerCount | None = None, max_len: int = 0
+) -> Any:
+    """``msgpack.unpackb`` as the decoder calls it: with a hook object's list and map
+    hooks, and ``max_len`` as the longest container accepted (``0``: msgpack's own
+    bound, the payload's length)."""
+    if hooks is None:
+        return _msgpack.unpackb(data, raw=False, ext_hook=_msgpack_ext)
+    bounds = {"max_array_len": max_len, "max_map_len": max_len} if max_len else {}
+    return _msgpack.unpackb(
+        data,
+        raw=False,
+        ext_hook=_msgpack_ext,
+        list_hook=hooks.list_hook,
+        object_hook=hooks.map_hook,
+        **bounds,
+    )
+
+
 class _ContainerCount:
     """Counts containers as msgpack completes them, up to ``limit``: a payload with
     no more containers than that nests no deeper, and needs no walk for its depth.
@@ -2150,15 +2169,7 @@ class MsgpackSerializer(Serializer):
         budget = _ElementBudget(max_elements) if size > max_elements else None
         try:
             if budget is not None:
-                value = _msgpack.unpackb(
-                    data,
-                    raw=False,
-                    ext_hook=_msgpack_ext,
-                    list_hook=budget.list_hook,
-                    object_hook=budget.map_hook,
-                    max_array_len=max_elements,
-                    max_map_len=max_elements,
-                )
+                value = _msgpack_unpack(data, budget, max_len=max_elements)
             elif size > max_nesting:
                 # Every item takes at least a byte: a short payload cannot break the
                 # budget, but may nest too deep. Counting its containers costs a hook
@@ -2166,19 +2177,13 @@ class MsgpackSerializer(Serializer):
                 # list of 10k numbers).
                 count = _ContainerCount(max_nesting)
                 try:
-                    value = _msgpack.unpackb(
-                        data,
-                        raw=False,
-                        ext_hook=_msgpack_ext,
-                        list_hook=count.list_hook,
-                        object_hook=count.map_hook,
-                    )
+                    value = _msgpack_unpack(data, count)
                 except _ManyContainers:
-                    value = _msgpack.unpackb(data, raw=False, ext_hook=_msgpack_ext)
+                    value = _msgpack_unpack(data)
                 else:
                     return value, count.has_class
             else:
-                value = _msgpack.unpackb(data, raw=False, ext_hook=_msgpack_ext)
+                value = _msgpack_unpack(data)
         except (SerializeError, SecurityError):
             raise
         except ValueError as err:
