@@ -40,7 +40,10 @@ class Callers:
     """Threads calling ``call(proxy)`` back to back, each on a proxy of its own,
     until :meth:`stop`; what each call returned and how long it took."""
 
-    def __init__(self, uri: str, count: int, call: Callable[[remoteobj.Proxy], Any]) -> None:
+    def __init__(
+        self, uri: str, count: int, call: Callable[[remoteobj.Proxy], Any], pause: float = 0.0
+    ) -> None:
+        self.pause = pause  # each caller's think time between its calls
         self.results: list[list[tuple[float, float, Any]]] = [[] for _ in range(count)]
         self.errors: list[BaseException] = []
         self._stop = threading.Event()
@@ -58,6 +61,8 @@ class Callers:
                     started = time.monotonic()
                     result = call(proxy)
                     out.append((started, time.monotonic() - started, result))
+                    if self.pause:
+                        self._stop.wait(self.pause)
         except BaseException as exc:  # reported by stop()
             self.errors.append(exc)
 
@@ -98,6 +103,23 @@ def kept_count(uri: str) -> int:
     """Connections the daemon's workers read now."""
     with remoteobj.Proxy(uri) as proxy:
         return int(proxy.stats()["kept"])
+
+
+def test_connections_calling_now_and_then_are_not_gathered_into_shared_workers(
+    peer: tuple[str, int],
+) -> None:
+    uri, _ = peer
+    # Each caller pauses 30 ms between calls: shorter than a busy set keeps an idle
+    # connection, longer than callers back to back. Gathered, they would join and
+    # leave a set on nearly every call (each costs about what it saves).
+    callers = Callers(uri, 40, lambda proxy: proxy.echo(1), pause=0.03)
+    try:
+        wait_for(lambda: callers.calls() >= 400, timeout=30, message="calls")
+        seen = [kept_count(uri) for _ in range(100)]
+    finally:
+        callers.stop()
+    print(f"kept connections seen: max {max(seen)}, {seen[-10:]}")
+    assert max(seen) <= MAX_KEPT  # one per worker at most: kept alone, as before
 
 
 def test_a_long_call_does_not_hold_up_the_connections_kept_with_it(
