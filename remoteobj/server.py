@@ -10,10 +10,11 @@ Execution model (measured in ``bench/hop_cost.py``; see BENCHMARKS.md):
 - A worker whose call finished on an otherwise quiet connection *keeps*
   the connection, reading the next request itself: sequential callers thus
   pay no thread hop at all, like Pyro5's thread-per-connection server. Other
-  busy connections join that worker's set (:mod:`remoteobj.keeping`, one
-  ``epoll``; up to ``MAX_KEPT`` workers keep sets) instead of each costing
-  a hop per call or a thread: with 64 busy clients one worker reads and
-  runs their calls one after the other and the loop stays out of the way.
+  busy connections (requests ``BACK_TO_BACK`` apart on average) join that
+  worker's set (:mod:`remoteobj.keeping`, one ``epoll``; up to ``MAX_KEPT``
+  workers keep sets) instead of each costing a hop per call or a thread:
+  with 64 busy clients one worker reads and runs their calls one after the
+  other and the loop stays out of the way.
   A connection goes back to the loop once idle for ``Config.worker_linger``
   (``IDLE_IN_BUSY_SET`` while others keep its worker busy anyway). Once
   requests come while the worker waits (callers back to back), and while
