@@ -877,16 +877,26 @@ class Server:
 
     def _keep(self, conn: Connection, *, quick: bool) -> KeptSet[Connection] | None:
         """Have a worker read ``conn`` (a loop connection that just finished a call):
-        a set that takes it, or else a new set for this worker. Holds conn.lock."""
+        a set that takes it, or else a new set for this worker. Holds conn.lock.
+
+        A connection that has yet to show it calls back to back is kept only
+        where no connections are kept together yet: it would split the busy
+        ones over more workers (more threads wanting the GIL), and likely
+        idle out of its set again at once.
+        """
         now = time.monotonic()
         with self._kept_lock:
             chosen = None
-            if quick and conn.gap < BACK_TO_BACK:
+            if quick:
+                back_to_back = conn.gap < BACK_TO_BACK
                 for kept in self._kept_sets:
+                    if kept.solo:
+                        continue
+                    if not back_to_back:
+                        return None
                     busy = kept.busy_since
                     if (
-                        not kept.solo
-                        and not kept.receiving
+                        not kept.receiving
                         and len(kept) < CONNS_PER_WORKER
                         and (not busy or now - busy <= QUICK_CALL)
                     ):
