@@ -142,7 +142,8 @@ def test_threads_sharing_a_proxy_stop_waiting_awake_for_slow_replies(daemon_uri:
     used = cpu_for_slow_calls(SPIN / HANDOFF_SPIN_FACTOR)  # they wait SPIN
     extra = used - base
     print(f"{2 * CALLS} slow calls, 4 threads: {used * 1000:.0f} ms CPU, {base * 1000:.0f} without")
-    assert extra < CPU_BOUND / 2, f"waiting awake cost {extra * 1000:.0f} ms more CPU"
+    # A few missed budgets per thread (7-28 ms measured); 119-132 ms without the backoff.
+    assert extra < 15 * SPIN, f"waiting awake cost {extra * 1000:.0f} ms more CPU"
 
 
 # A worker keeps the connection through the pauses (linger > PAUSE), so each request
