@@ -97,7 +97,6 @@ BACK_TO_BACK = 0.02
 BODY_WAIT = 0.05
 LOOP, WORKER = 0, 1
 NO_BACKLOG, BACKLOG, BACKLOG_TAKING = 0, 1, 2
-READING, EXECUTING = 0, 1
 
 
 #: Linux copies TCP_NODELAY, keepalive and TCP_USER_TIMEOUT from a listening socket
@@ -259,7 +258,6 @@ class Connection:
         "out_since",
         "owner",
         "paused",
-        "phase",
         "reader",
         "session",
         "sock",
@@ -277,7 +275,6 @@ class Connection:
         self.lock = threading.Lock()
         self.wlock = threading.Lock()
         self.owner = LOOP
-        self.phase = READING
         self.loop_reading = False
         self.inflight = 0
         self.paused = False
@@ -862,7 +859,6 @@ class Server:
             )
             if keep and conn.kept_by is not None and conn.kept_by is kept:
                 if quick or len(kept) == 1:
-                    conn.phase = READING
                     conn.last_active = time.monotonic()
                 else:  # slow: the others in the set would wait behind its next call
                     self._release(conn)
@@ -915,7 +911,6 @@ class Server:
                     self._later(self._watchdog_wake.set)  # the steal watchdog runs while sets exist
                 self._kept_sets.append(new)
             conn.owner = WORKER
-            conn.phase = READING
             conn.last_active = now
             conn.kept_by = chosen
             chosen.add(conn.fd, conn)
@@ -925,9 +920,7 @@ class Server:
         """Give reading back to the loop. Holds conn.lock, so the loop acts later."""
         conn.owner = LOOP
         conn.reader.drop_spare()  # an idle connection holds no body buffer
-        if (kept := conn.kept_by) is not None:
-            conn.kept_by = None
-            kept.discard(conn.fd)
+        self._detach(conn)
         if conn.closing:
             self._later(self._close, conn)
             return
@@ -937,6 +930,20 @@ class Server:
             # Requests wait in the buffer (the limits were reached while a worker read):
             # no socket event will announce them, the loop takes them when it can.
             self._later(self._apply_limits, conn)
+
+    @staticmethod
+    def _detach(conn: Connection) -> None:
+        """Take ``conn`` out of the set that watches it, if any. Holds conn.lock."""
+        if (kept := conn.kept_by) is not None:
+            conn.kept_by = None
+            kept.discard(conn.fd)
+
+    def _release_all(self, kept: KeptSet[Connection]) -> None:
+        """Give every connection of ``kept`` back to the loop."""
+        for conn in list(kept.conns.values()):
+            with conn.lock:
+                if conn.kept_by is kept:
+                    self._release(conn)
 
     def _serve_kept(self, kept: KeptSet[Connection]) -> None:
         """Read and run the calls of the connections in ``kept`` until all went back.
@@ -956,10 +963,7 @@ class Server:
         except BaseException:
             with self._kept_lock:  # first, so that nobody joins it meanwhile
                 self._kept_sets.remove(kept)
-            for conn in list(kept.conns.values()):
-                with conn.lock:
-                    if conn.kept_by is kept:
-                        self._release(conn)
+            self._release_all(kept)
             kept.close()
             raise
 
@@ -1080,7 +1084,6 @@ class Server:
                 self._release(conn)
                 self._to_loop(self._dispatch_all, conn, msgs)
                 return None
-            conn.phase = EXECUTING
             kept.busy_since = time.monotonic()
         msg = msgs[0]
         call = self._prepare(conn, msg)
@@ -1103,7 +1106,7 @@ class Server:
             linger = max(linger, IDLE_IN_BUSY_SET)
         for conn in list(kept.conns.values()):
             with conn.lock:
-                if conn.kept_by is not kept or conn.phase != READING:
+                if conn.kept_by is not kept:
                     continue
                 if conn.reader.in_frame:
                     due = conn.frame_deadline or now
@@ -1162,10 +1165,7 @@ class Server:
                 if busy and now - busy > STEAL_AFTER:
                     # A long call: the loop reads its connection (more calls on it run
                     # concurrently) and the others in the set, which would wait behind it.
-                    for conn in list(kept.conns.values()):
-                        with conn.lock:
-                            if conn.kept_by is kept:
-                                self._release(conn)
+                    self._release_all(kept)
             if now < next_sweep:
                 continue
             next_sweep = now + interval
@@ -1421,9 +1421,7 @@ class Server:
         for conn in list(self._conns.values()):
             with conn.lock:
                 conn.owner = LOOP  # the loop is ending; workers find the socket closed
-                if (kept := conn.kept_by) is not None:
-                    conn.kept_by = None
-                    kept.discard(conn.fd)
+                self._detach(conn)
             self._close(conn)
 
 
