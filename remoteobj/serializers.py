@@ -60,6 +60,7 @@ import math
 import numbers
 import re
 import struct
+import sys
 import threading
 import uuid
 from collections.abc import Callable, ItemsView, Iterable, KeysView, Mapping, Sequence, ValuesView
@@ -2041,13 +2042,21 @@ def _msgpack_ext(code: int, data: bytes) -> Any:
 
 
 class _ElementBudget:
-    """Counts container items as msgpack completes them; over budget aborts the unpacking."""
+    """Counts container items and containers as msgpack completes them.
 
-    __slots__ = ("containers", "has_class", "left", "limit")
+    Over ``limit`` items it aborts the unpacking (too many elements). Over
+    ``max_containers`` containers it aborts with :class:`_ManyContainers`: a
+    payload with no more containers than the nesting limit nests no deeper
+    and needs no walk for its depth, and one with more pays for a few hook
+    calls only before it is unpacked again plainly and walked.
+    """
 
-    def __init__(self, limit: int) -> None:
+    __slots__ = ("containers", "has_class", "left", "limit", "max_containers")
+
+    def __init__(self, limit: int, max_containers: int = sys.maxsize) -> None:
         self.limit = limit
         self.left = limit
+        self.max_containers = max_containers
         #: Whether a map with a ``__class__`` key was seen (cheaper here than
         #: searching a large payload for the marker: ~3 GB/s, 300 us per MiB).
         self.has_class = False
@@ -2059,6 +2068,8 @@ class _ElementBudget:
         self.containers += 1
         if self.left < 0:
             raise _too_many(self.limit)
+        if self.containers > self.max_containers:
+            raise _ManyContainers
         return value
 
     def map_hook(self, value: dict[Any, Any]) -> dict[Any, Any]:
@@ -2066,13 +2077,19 @@ class _ElementBudget:
         self.containers += 1
         if self.left < 0:
             raise _too_many(self.limit)
+        if self.containers > self.max_containers:
+            raise _ManyContainers
         if "__class__" in value:
             self.has_class = True
         return value
 
 
+class _ManyContainers(Exception):
+    """More containers than the nesting limit: the depth must be walked."""
+
+
 def _msgpack_unpack(
-    data: bytes | bytearray, hooks: _ElementBudget | _ContainerCount | None = None, max_len: int = 0
+    data: bytes | bytearray, hooks: _ElementBudget | None = None, max_len: int = 0
 ) -> Any:
     """``msgpack.unpackb`` as the decoder calls it: with a hook object's list and map
     hooks, and ``max_len`` as the longest container accepted (``0``: msgpack's own
@@ -2088,39 +2105,6 @@ def _msgpack_unpack(
         object_hook=hooks.map_hook,
         **bounds,
     )
-
-
-class _ContainerCount:
-    """Counts containers as msgpack completes them, up to ``limit``: a payload with
-    no more containers than that nests no deeper, and needs no walk for its depth.
-    Past the limit it aborts the unpacking (:class:`_ManyContainers`), so that a
-    payload of many small containers pays for a few hook calls only, then is
-    unpacked again plainly and walked."""
-
-    __slots__ = ("containers", "has_class", "limit")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.containers = 0
-        self.has_class = False
-
-    def list_hook(self, value: list[Any]) -> list[Any]:
-        self.containers += 1
-        if self.containers > self.limit:
-            raise _ManyContainers
-        return value
-
-    def map_hook(self, value: dict[Any, Any]) -> dict[Any, Any]:
-        self.containers += 1
-        if self.containers > self.limit:
-            raise _ManyContainers
-        if "__class__" in value:
-            self.has_class = True
-        return value
-
-
-class _ManyContainers(Exception):
-    """More containers than the nesting limit: the depth must be walked."""
 
 
 class MsgpackSerializer(Serializer):
@@ -2175,7 +2159,7 @@ class MsgpackSerializer(Serializer):
                 # budget, but may nest too deep. Counting its containers costs a hook
                 # call each; walking it, a look at every item (2x the unpacking for a
                 # list of 10k numbers).
-                count = _ContainerCount(max_nesting)
+                count = _ElementBudget(sys.maxsize, max_containers=max_nesting)
                 try:
                     value = _msgpack_unpack(data, count)
                 except _ManyContainers:
