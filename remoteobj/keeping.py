@@ -5,9 +5,12 @@ thread costs a thread wake-up and a GIL hand-over per call, and with many
 busy clients that hop, not the calls, is what the daemon spends its time on
 (``BENCHMARKS.md``, "64 threads"). A worker that watches a few busy
 connections with one ``epoll`` reads and runs their calls one after the
-other, staying awake while requests keep coming. The server decides which
-connections a worker keeps and when it hands them back (``server.py``);
-this module only holds the set and waits on it.
+other, staying awake while requests keep coming. Requests pipelined on one
+connection (threads sharing a proxy) wait in the set's queue and run there
+too, one after the other, rather than each going to a thread of its own.
+The server decides which connections a worker keeps and when it hands them
+back (``server.py``); this module only holds the set, its queue, and waits
+on it.
 
 On platforms without ``epoll`` a poller cannot take new sockets while a
 thread waits on it, so a worker keeps one connection there.
@@ -15,12 +18,14 @@ thread waits on it, so a worker keeps one connection there.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import select
 import threading
 import time
 from typing import Generic, TypeVar
 
+from .protocol import Message
 from .spinning import Spinner
 
 __all__ = ["CONNS_PER_WORKER", "KeptSet"]
@@ -39,7 +44,8 @@ class KeptSet(Generic[C]):
     ``busy_since`` is when the call the worker runs began (``0.0``: none), so a
     watchdog can hand the other connections back when a call takes long.
     ``receiving`` is true while the worker waits for a large body of its only
-    connection; nothing may join it then, nor a ``solo`` set.
+    connection; nothing may join it then, nor a ``solo`` set. ``queue`` holds
+    requests read but not yet run, with their connections, in order.
     """
 
     __slots__ = (
@@ -52,6 +58,7 @@ class KeptSet(Generic[C]):
         "last_event",
         "lock",
         "partial",
+        "queue",
         "receiving",
         "solo",
         "spinner",
@@ -68,6 +75,7 @@ class KeptSet(Generic[C]):
         self.partial = False
         #: Made for a connection whose call was slow: nobody joins it.
         self.solo = False
+        self.queue: collections.deque[tuple[C, Message]] = collections.deque()
         self._poller: select.epoll | select.poll = select.epoll() if _EPOLL else select.poll()
         self._poll = self._poller.poll
         self._scale = 1.0 if _EPOLL else 1000.0  # epoll waits in seconds, poll in milliseconds
@@ -92,6 +100,26 @@ class KeptSet(Generic[C]):
             if self.conns.pop(fd, None) is not None:
                 with contextlib.suppress(OSError, ValueError, KeyError):  # closed already
                     self._poller.unregister(fd)
+
+    def push(self, conn: C, msgs: list[Message]) -> None:
+        """Queue requests read from ``conn`` (the worker runs them in order)."""
+        with self.lock:
+            self.queue.extend((conn, msg) for msg in msgs)
+
+    def pop(self) -> tuple[C, Message] | None:
+        """The oldest queued request, taken off the queue (``None``: none)."""
+        with self.lock:
+            return self.queue.popleft() if self.queue else None
+
+    def take(self, conn: C) -> list[Message]:
+        """Take ``conn``'s queued requests off the queue (it leaves the set), in order."""
+        with self.lock:
+            if not self.queue:
+                return []
+            mine = [msg for c, msg in self.queue if c is conn]
+            if mine:
+                self.queue = collections.deque(item for item in self.queue if item[0] is not conn)
+            return mine
 
     def wait(self, timeout: float, *, spin: bool) -> list[tuple[int, int]]:
         """The ``(fd, events)`` ready within ``timeout`` seconds (``[]``: none).

@@ -42,6 +42,7 @@ class Hard:
         self._active = 0
         self._max_active = 0
         self._duplicates = 0
+        self._gate = threading.Event()
 
     def echo(self, value: Any) -> Any:
         return value
@@ -53,6 +54,16 @@ class Hard:
     def thread(self) -> str:
         """The name of the thread this call runs in."""
         return threading.current_thread().name
+
+    def gate(self, action: str) -> bool:
+        """``"wait"``: wait (5 s at most) until another call says ``"open"``, then close
+        the gate again; whether it opened. ``"open"``: open it."""
+        if action == "open":
+            self._gate.set()
+            return True
+        opened = self._gate.wait(5.0)
+        self._gate.clear()
+        return opened
 
     async def asleep(self, seconds: float) -> float:
         await asyncio.sleep(seconds)
@@ -186,6 +197,22 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def invoke_frame(
+    method: str,
+    args: Any = (),
+    seq: int = 1,
+    flags: int = 0,
+    *,
+    object_id: str = "hard",
+    kwargs: dict[str, Any] | None = None,
+) -> bytes:
+    """An INVOKE frame in serpent (``kwargs=None`` with FLAGS_BATCH, as Pyro5 sends batches)."""
+    if kwargs is None and not flags & p.FLAGS_BATCH:
+        kwargs = {}
+    data = get_serializer("serpent").dumps_call(object_id, method, args, kwargs)
+    return p.encode(p.Message(p.MSG_INVOKE, 1, seq, data, flags))
+
+
 class RawConn:
     """A blocking raw socket speaking frames, for hostile clients."""
 
@@ -216,10 +243,7 @@ class RawConn:
         kwargs: dict[str, Any] | None = None,
     ) -> None:
         """Send an INVOKE in serpent (``kwargs=None`` with FLAGS_BATCH, as Pyro5 sends batches)."""
-        if kwargs is None and not flags & p.FLAGS_BATCH:
-            kwargs = {}
-        data = get_serializer("serpent").dumps_call(object_id, method, args, kwargs)
-        self.send(p.encode(p.Message(p.MSG_INVOKE, 1, seq, data, flags)))
+        self.send(invoke_frame(method, args, seq, flags, object_id=object_id, kwargs=kwargs))
 
     def read(self, timeout: float = 5.0) -> Any:
         """The next message, or ``None`` if the server closed the connection."""

@@ -5,11 +5,15 @@ A worker whose call finished on a quiet connection keeps reading it, and
 other busy connections join that worker's set instead of each taking a
 thread (``server.py``, :mod:`remoteobj.keeping`). The daemon runs in its own
 process (``hard_peer.py``); the callers are threads here, each with its own
-proxy, calling back to back.
+proxy, calling back to back, or all sharing one: their requests, pipelined on
+one connection, then wait in the worker's queue instead of each going to a
+thread of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import threading
 import time
 from collections import Counter
@@ -19,9 +23,10 @@ from typing import Any
 import pytest
 
 import remoteobj
+from remoteobj.serializers import get_serializer
 from remoteobj.server import IDLE_IN_BUSY_SET, MAX_KEPT, QUICK_CALL, STEAL_AFTER, Server
 from tests.integration.feat_support import serving
-from tests.integration.hard_peer import RawConn, start_peer
+from tests.integration.hard_peer import RawConn, invoke_frame, start_peer
 from tests.procs import wait_for
 
 CALLERS = 8
@@ -37,26 +42,38 @@ def peer() -> Iterator[tuple[str, int]]:
 
 
 class Callers:
-    """Threads calling ``call(proxy)`` back to back, each on a proxy of its own,
-    until :meth:`stop`; what each call returned and how long it took."""
+    """Threads calling ``call(proxy)`` back to back, each on a proxy of its own
+    (or all on ``shared``), until :meth:`stop`; what each call returned and how
+    long it took."""
 
     def __init__(
-        self, uri: str, count: int, call: Callable[[remoteobj.Proxy], Any], pause: float = 0.0
+        self,
+        uri: str,
+        count: int,
+        call: Callable[[remoteobj.Proxy], Any],
+        pause: float = 0.0,
+        shared: remoteobj.Proxy | None = None,
     ) -> None:
         self.pause = pause  # each caller's think time between its calls
         self.results: list[list[tuple[float, float, Any]]] = [[] for _ in range(count)]
         self.errors: list[BaseException] = []
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._run, args=(uri, call, out), daemon=True)
+            threading.Thread(target=self._run, args=(uri, call, out, shared), daemon=True)
             for out in self.results
         ]
         for thread in self._threads:
             thread.start()
 
-    def _run(self, uri: str, call: Callable[[remoteobj.Proxy], Any], out: list[Any]) -> None:
+    def _run(
+        self,
+        uri: str,
+        call: Callable[[remoteobj.Proxy], Any],
+        out: list[Any],
+        shared: remoteobj.Proxy | None,
+    ) -> None:
         try:
-            with remoteobj.Proxy(uri) as proxy:
+            with contextlib.nullcontext(shared) if shared else remoteobj.Proxy(uri) as proxy:
                 while not self._stop.is_set():
                     started = time.monotonic()
                     result = call(proxy)
@@ -230,3 +247,81 @@ def test_a_worker_that_fails_hands_its_connections_back_and_they_keep_being_serv
             )
         finally:
             callers.stop()
+
+
+# --- threads sharing a proxy: pipelined requests -------------------------------------
+
+
+@pytest.mark.parametrize("threads", [8, 40])
+def test_calls_pipelined_by_threads_sharing_a_proxy_run_in_one_worker_thread(
+    peer: tuple[str, int], threads: int
+) -> None:
+    uri, _ = peer
+    # 40: more requests in flight than max_inflight_per_conn (16); the worker takes
+    # those held back in the buffer itself, as its calls finish.
+    with remoteobj.Proxy(uri) as shared:
+        callers = Callers(uri, threads, lambda proxy: proxy.thread(), shared=shared)
+        try:
+            wait_for(lambda: callers.calls() >= 2000, timeout=30, message="calls")
+            mark = time.monotonic()
+            wait_for(lambda: callers.calls() >= 6000, timeout=30, message="calls")
+        finally:
+            callers.stop()
+    ran = sorted((started, name) for out in callers.results for started, _, name in out)
+    names = [name for started, name in ran if started > mark]
+    switches = sum(a != b for a, b in itertools.pairwise(names))
+    print(f"{len(names)} calls in {len(set(names))} threads, {switches} switches between them")
+    # Handed from the loop to the pool one by one, they take turns in many threads;
+    # a worker keeping the connection runs them one after another (until a call
+    # takes long, when the connection goes back to the loop and may come to another).
+    assert switches <= 0.05 * len(names)
+
+
+def pipelined_to_a_kept_connection(port: int, frames: list[bytes]) -> dict[int, Any]:
+    """Send ``frames`` at once (one read for the daemon) on a connection that a worker
+    keeps; each reply's seq -> (seconds after sending, the reply's value)."""
+    with RawConn(port) as conn:
+        conn.connect()
+        for seq in range(1, 30):  # back to back: kept by a worker
+            conn.invoke("echo", (seq,), seq=seq)
+            assert conn.read() is not None
+        sent = time.monotonic()
+        conn.send(b"".join(frames))
+        replies = {}
+        for _ in frames:
+            msg = conn.read(timeout=10)
+            assert msg is not None
+            value = get_serializer("serpent").loads(msg.data)
+            replies[msg.seq] = (time.monotonic() - sent, value)
+    return replies
+
+
+def test_quick_calls_queued_behind_a_long_one_run_elsewhere(peer: tuple[str, int]) -> None:
+    _, port = peer
+    frames = [invoke_frame("sleep", (0.5,), seq=100)]
+    frames += [invoke_frame("echo", (seq,), seq=seq) for seq in range(101, 111)]
+    replies = pipelined_to_a_kept_connection(port, frames)
+    print({seq: f"{at * 1000:.0f} ms" for seq, (at, _) in sorted(replies.items())})
+    assert replies[100][0] >= 0.5
+    # Left queued behind the sleep, they would wait for it (0.5 s): the watchdog
+    # hands them to other workers, and the connection back to the loop.
+    for seq in range(101, 111):
+        at, value = replies[seq]
+        assert value == seq
+        assert at < 0.25
+
+
+WAIT_THEN_OPEN = ((100, "wait"), (101, "open"))
+
+
+def test_a_call_waiting_for_the_next_one_on_its_connection_is_not_queued_before_it(
+    peer: tuple[str, int],
+) -> None:
+    _, port = peer
+    for _ in range(3):
+        frames = [invoke_frame("gate", (action,), seq=seq) for seq, action in WAIT_THEN_OPEN]
+        replies = pipelined_to_a_kept_connection(port, frames)
+        print({seq: f"{at * 1000:.0f} ms" for seq, (at, _) in sorted(replies.items())})
+        at, opened = replies[100]
+        assert opened is True  # not after its 5 s timeout
+        assert at < 1.0
