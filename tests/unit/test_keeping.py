@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from remoteobj.keeping import CONNS_PER_WORKER, KeptSet
+from remoteobj.protocol import MSG_INVOKE, Message
 
 needs_epoll = pytest.mark.skipif(CONNS_PER_WORKER == 1, reason="no epoll: one connection per set")
 
@@ -90,3 +91,29 @@ def test_a_spin_that_finds_nothing_falls_back_to_the_wait(pipes: list[tuple[int,
     started = time.monotonic()
     assert kept.wait(0.05, spin=True) == []
     assert time.monotonic() - started >= 0.05
+
+
+def _requests(*seqs: int) -> list[Message]:
+    return [Message(MSG_INVOKE, 1, seq, b"") for seq in seqs]
+
+
+def test_queued_requests_come_out_in_the_order_they_were_read() -> None:
+    kept: KeptSet[str] = KeptSet(0.0)
+    kept.push("one", _requests(1, 2))
+    kept.push("two", _requests(7))
+    kept.push("one", _requests(3))
+    taken = []
+    while (item := kept.pop()) is not None:
+        taken.append((item[0], item[1].seq))
+    assert taken == [("one", 1), ("one", 2), ("two", 7), ("one", 3)]
+
+
+def test_taking_a_connections_queued_requests_leaves_the_others_in_order() -> None:
+    kept: KeptSet[str] = KeptSet(0.0)
+    kept.push("one", _requests(1))
+    kept.push("two", _requests(7, 8))
+    kept.push("one", _requests(2))
+    assert [msg.seq for msg in kept.take("one")] == [1, 2]
+    assert kept.take("one") == []
+    assert [(c, m.seq) for c, m in iter(kept.pop, None)] == [("two", 7), ("two", 8)]
+    assert kept.take("two") == []
