@@ -206,7 +206,14 @@ def test_oneway_flood_to_a_coroutine_method_is_bounded_too() -> None:
                     raw.send(frame * 100)
                 except OSError:
                     break
-        time.sleep(0.3)  # let the loop take in what was sent
+        # The loop has taken in what it takes before the first calls end: reading
+        # pauses once the connection has oneway_workers calls pending.
+        pause_at = remoteobj.Config().oneway_workers
+        wait_for(
+            lambda: stats(uri)["oneway_pending"] >= pause_at,
+            10,
+            message=lambda: f"{pause_at} oneway calls pending: {stats(uri)}",
+        )
         server = stats(uri)
         tasks = server["tasks"]
         print(f"oneway coroutine flood: 3000 sent, {tasks} tasks on the loop; {server}")
