@@ -15,10 +15,10 @@ msgpack, with the raw-socket ceiling), ``threads`` (4/16/64 client threads),
 How it measures: each workload starts the servers it needs (``bench/servers.py``,
 fresh processes on 127.0.0.1 free ports, pinned to CPU 1, killed by PID at the
 end); this process is the client, pinned to CPU 0. The systems alternate in
-slices of ``--seconds`` (order reversed every round) for ``--rounds`` rounds;
-figures are medians. Both sides use the same serializer and their library
-defaults. The table goes to stdout and to ``bench/results.md``; every sample
-goes to ``bench/results.json``.
+slices of ``--seconds`` (order reversed every round) for ``--rounds`` rounds
+(``threads``: ``THREADS_EXTRA_ROUNDS`` more); figures are medians. Both sides
+use the same serializer and their library defaults. The table goes to stdout
+and to ``bench/results.md``; every sample goes to ``bench/results.json``.
 """
 
 from __future__ import annotations
@@ -257,11 +257,14 @@ class Ctx:
     ceiling: dict[str, float] = field(default_factory=dict)
 
 
-def alternate(ctx: Ctx, runs: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
-    """Run each system's slice ``ctx.rounds`` times, alternating, order reversed every round."""
+def alternate(
+    ctx: Ctx, runs: dict[str, Callable[[], float]], extra_rounds: int = 0
+) -> dict[str, list[float]]:
+    """Run each system's slice ``ctx.rounds`` (+ ``extra_rounds``) times, alternating,
+    order reversed every round."""
     results: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
-    for r in range(ctx.rounds):
+    for r in range(ctx.rounds + extra_rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             results[name].append(runs[name]())
     return results
@@ -497,6 +500,12 @@ def wl_seq(ctx: Ctx) -> list[Figure]:
     return figures
 
 
+#: The threaded slices swing most between rounds (either system's figure can
+#: double from one slice to the next on this shared machine), so their medians
+#: take more of them.
+THREADS_EXTRA_ROUNDS = 4
+
+
 def wl_threads(ctx: Ctx) -> list[Figure]:
     """N threads calling ping(): Pyro5 one proxy per thread; remoteobj shared and per thread."""
     s = ctx.seconds
@@ -531,7 +540,7 @@ def wl_threads(ctx: Ctx) -> list[Figure]:
                 for kind in ("raw-thread", "raw-loop"):
                     port = int(srv[kind][0])
                     runs[kind] = lambda port=port: threaded(16, s, lambda: raw_open(port))  # type: ignore[misc]
-            res = alternate(ctx, runs)
+            res = alternate(ctx, runs, THREADS_EXTRA_ROUNDS)
             figures.append(
                 versus(
                     f"{n} threads, one shared proxy", "calls/s", res["shared"], res["Pyro5"], target
@@ -1198,7 +1207,8 @@ def main(argv: list[str] | None = None) -> int:
             "processes compete for both CPUs, so absolute figures swing; the systems alternate "
             "within the run, so the ratios hold better)",
             "",
-            f"Method: {args.rounds} rounds of {seconds:g} s slices per system, alternating "
+            f"Method: {args.rounds} rounds of {seconds:g} s slices per system "
+            f"({args.rounds + THREADS_EXTRA_ROUNDS} for the threads rows), alternating "
             f"(order reversed every round), medians; {pinning}; same serializer both sides; "
             "ratio = remoteobj / Pyro5.",
             "",
