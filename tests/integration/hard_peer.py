@@ -232,18 +232,9 @@ class RawConn:
         assert msg is not None, "closed during the handshake"
         return msg
 
-    def invoke(
-        self,
-        method: str,
-        args: Any = (),
-        seq: int = 1,
-        flags: int = 0,
-        *,
-        object_id: str = "hard",
-        kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        """Send an INVOKE in serpent (``kwargs=None`` with FLAGS_BATCH, as Pyro5 sends batches)."""
-        self.send(invoke_frame(method, args, seq, flags, object_id=object_id, kwargs=kwargs))
+    def invoke(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Send :func:`invoke_frame` ``(method, *args, **kwargs)``."""
+        self.send(invoke_frame(method, *args, **kwargs))
 
     def read(self, timeout: float = 5.0) -> Any:
         """The next message, or ``None`` if the server closed the connection."""
