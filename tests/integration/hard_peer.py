@@ -13,6 +13,7 @@ process was SIGKILLed. ``HARD_CPU=<n>`` pins the process to CPU ``n``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -186,14 +187,22 @@ def seconds_until_closed(socks: list[tuple[socket.socket, float]], limit: float)
 
 
 def proc_status(pid: int) -> dict[str, int]:
-    """VmHWM/VmRSS (KiB), Threads and open FDs of a process, from /proc."""
+    """VmHWM/VmRSS (KiB), Threads and open FDs of a process, from /proc; of those FDs,
+    ``sockets`` (connections and listeners) and ``pollers`` (epoll instances: the
+    event loop's, and one per worker set, kept for reuse, at most MAX_KEPT)."""
     out: dict[str, int] = {}
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
             key, _, value = line.partition(":")
             if key in ("VmHWM", "VmRSS", "Threads"):
                 out[key] = int(value.split()[0])
-    out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    targets = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):  # closed meanwhile
+            targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    out["fds"] = len(targets)
+    out["sockets"] = sum(target.startswith("socket:") for target in targets)
+    out["pollers"] = sum(target == "anon_inode:[eventpoll]" for target in targets)
     return out
 
 

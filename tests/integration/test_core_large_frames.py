@@ -253,11 +253,11 @@ def test_a_client_gone_mid_body_is_closed_and_others_are_served(
     proc, _, port = kept_peer
     with kept(port):
         pass  # the daemon's own descriptors exist from the first connection on
-    base = proc_status(proc.pid)["fds"]
+    base = proc_status(proc.pid)["sockets"]
     raw = kept(port)
     raw.send(echo_frame(payload(MiB), 2)[: MiB // 2])
     raw.close()
-    wait_for(lambda: proc_status(proc.pid)["fds"] <= base, 5, message="the connection closed")
+    wait_for(lambda: proc_status(proc.pid)["sockets"] <= base, 5, message="the connection closed")
     with kept(port) as other:
         data = payload(MiB)
         other.send(echo_frame(data, 2))

@@ -24,6 +24,7 @@ import remoteobj
 from remoteobj import Config
 from remoteobj.errors import CommunicationError, ConnectionClosedError
 from remoteobj.errors import TimeoutError as RemoteTimeout
+from remoteobj.server import MAX_KEPT
 from tests.integration.hard_peer import Canary, proc_status, soak_scale, start_peer
 from tests.procs import start, wait_for
 from tests.toxiproxy import ToxiProxy
@@ -76,9 +77,10 @@ def client_killed(rounds: int, per_round: int) -> None:
             def back() -> bool:
                 now = stats(uri)
                 status = proc_status(proc.pid)
-                seen[:] = [now, status["fds"]]
+                seen[:] = [now, status["sockets"], status["pollers"]]
                 return (
-                    status["fds"] <= base["fds"]
+                    status["sockets"] <= base["sockets"]
+                    and status["pollers"] <= base["pollers"] + MAX_KEPT
                     and now["connections"] == base_stats["connections"]
                     and now["sessions"] == base_stats["sessions"]
                     and now["tasks"] <= base_stats["tasks"]
@@ -86,7 +88,12 @@ def client_killed(rounds: int, per_round: int) -> None:
                 )
 
             wait_for(
-                back, 5, message=lambda: f"baseline {base_stats}, fds {base['fds']}; now {seen}"
+                back,
+                5,
+                message=lambda: (
+                    f"baseline {base_stats}, sockets {base['sockets']}, pollers "
+                    f"{base['pollers']}; now {seen}"
+                ),
             )
             recovered = time.monotonic() - killed_at
             final = stats(uri)

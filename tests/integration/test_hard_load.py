@@ -344,7 +344,7 @@ def slow_consumer(write_timeout: float, method: str) -> None:
 
             def closed() -> bool:
                 status = proc_status(proc.pid)
-                return status["fds"] <= base["fds"]
+                return status["sockets"] <= base["sockets"]
 
             wait_for(closed, write_timeout + 5, message="the slow consumer's connection closed")
             closed_after = time.monotonic() - started

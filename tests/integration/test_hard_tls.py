@@ -209,12 +209,13 @@ def silent_tls(pki: Pki, silent: int, partial: int) -> None:
         print(
             f"silent TLS: {silent} pre-ClientHello + {partial} half-ClientHello connections; "
             f"closed after {min(closed_after):.2f}-{max(closed_after):.2f} s (handshake timeout "
-            f"{HANDSHAKE_TIMEOUT} s); fds {base['fds']} -> {after['fds']}; {canary.report()}"
+            f"{HANDSHAKE_TIMEOUT} s); sockets {base['sockets']} -> {after['sockets']}; "
+            f"{canary.report()}"
         )
         assert max(closed_after) <= HANDSHAKE_TIMEOUT + 0.5
         assert canary.errors == []
         assert canary.p99() <= 0.050
-        assert after["fds"] <= base["fds"]
+        assert after["sockets"] <= base["sockets"]
     finally:
         proc.kill()
 

@@ -515,7 +515,7 @@ def slowloris(idle: int, partial: int) -> None:
             peak = proc_status(proc.pid)
             closed_after = seconds_until_closed(socks, DEADLINE + SWEEP_SLACK + 1)
             wait_for(
-                lambda: proc_status(proc.pid)["fds"] <= base["fds"] + 1,
+                lambda: proc_status(proc.pid)["sockets"] <= base["sockets"] + 1,
                 5,
                 message="server fds back to baseline",
             )
@@ -672,7 +672,7 @@ def wire_fuzz(frames: int, concurrency: int, seed: int) -> None:
             took = time.monotonic() - started
         assert proc.popen.poll() is None, "the daemon died"
         wait_for(
-            lambda: proc_status(proc.pid)["fds"] <= base["fds"] + 5,
+            lambda: proc_status(proc.pid)["sockets"] <= base["sockets"] + 5,
             5,
             message="server fds back to baseline",
         )
@@ -682,7 +682,7 @@ def wire_fuzz(frames: int, concurrency: int, seed: int) -> None:
         print(
             f"wire fuzz: {frames} frames in {took:.1f} s, {outcomes.count('ok')} answered/closed, "
             f"{outcomes.count('oneway')} oneway, {len(hung)} hung; VmHWM +{growth:.1f} MiB; "
-            f"fds {base['fds']} -> {after['fds']}; {canary.report()}"
+            f"sockets {base['sockets']} -> {after['sockets']}; {canary.report()}"
         )
         assert hung == []
         assert growth <= 64
