@@ -6,6 +6,7 @@ CI sizes by default; ``@pytest.mark.soak`` runs THREATS.md's sizes times ``RO_SO
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -319,9 +320,10 @@ def test_out_of_descriptors_backs_off_and_keeps_serving() -> None:
 def slow_consumer(write_timeout: float, method: str) -> None:
     proc, uri, port = start_peer({"REMOTEOBJ_WRITE_TIMEOUT": str(write_timeout)})
     try:
-        with Canary(uri) as canary:
+        with Canary(uri) as canary, contextlib.ExitStack() as stack:
             base = proc_status(proc.pid)
             sock = socket.create_connection(("127.0.0.1", port))
+            stack.callback(sock.close)  # also when a check fails: no socket left to the GC
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             reader = p.MessageReader(1 << 20)
             hello = SERPENT.dumps({"handshake": 1, "object": "hard"})
