@@ -271,10 +271,13 @@ def test_calls_pipelined_by_threads_sharing_a_proxy_run_in_one_worker_thread(
     names = [name for started, name in ran if started > mark]
     switches = sum(a != b for a, b in itertools.pairwise(names))
     print(f"{len(names)} calls in {len(set(names))} threads, {switches} switches between them")
-    # Handed from the loop to the pool one by one, they take turns in many threads;
-    # a worker keeping the connection runs them one after another (until a call
-    # takes long, when the connection goes back to the loop and may come to another).
-    assert switches <= 0.05 * len(names)
+    # Handed from the loop to the pool one by one, they take turns in many threads
+    # (33-49 % switches; 21 % with the worker leaving the held-back requests to the
+    # loop). A worker keeping the connection runs them one after another until a
+    # call takes long (past QUICK_CALL: on a busy machine, a call preempted), when
+    # the connection goes back to the loop until its calls drain: 0-1.5 % switches,
+    # up to 6 % with both CPUs kept busy by other processes.
+    assert switches <= 0.12 * len(names)
 
 
 def pipelined_to_a_kept_connection(port: int, frames: list[bytes]) -> dict[int, Any]:
