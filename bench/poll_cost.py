@@ -15,7 +15,6 @@ Prints a Markdown table, one row per system, serializer and round.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ sys.path.insert(0, str(BENCH))
 
 import psutil  # type: ignore[import-untyped]  # noqa: E402
 import Pyro5.api  # noqa: E402
-from run import Procs, _cpus  # noqa: E402
+from run import Procs, pin_client  # noqa: E402
 
 import remoteobj  # noqa: E402
 
@@ -62,9 +61,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    server_cpus, client_cpus = _cpus()
-    if client_cpus:
-        os.sched_setaffinity(0, client_cpus)
+    server_cpus, _ = pin_client()
     procs = Procs()
     try:
         servers = {

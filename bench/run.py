@@ -152,6 +152,15 @@ def _cpus() -> tuple[set[int] | None, set[int] | None]:
     return None, None
 
 
+def pin_client() -> tuple[set[int] | None, set[int] | None]:
+    """Pin this process (the client) to its CPU, when it may use both; (server CPUs,
+    client CPUs) as :func:`_cpus` gives them."""
+    server_cpus, client_cpus = _cpus()
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
+    return server_cpus, client_cpus
+
+
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYRO_", "REMOTEOBJ_"))}
     env["PYTHONPATH"] = str(REPO)
@@ -1151,9 +1160,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds = 3 if args.quick else 5
     if args.rounds < 3:
         parser.error("--rounds must be at least 3 (medians of alternated slices)")
-    server_cpus, client_cpus = _cpus()
-    if client_cpus:
-        os.sched_setaffinity(0, client_cpus)
+    server_cpus, client_cpus = pin_client()
     seconds = args.seconds if args.seconds is not None else (0.3 if args.quick else 0.6)
     ctx = Ctx(
         seconds,

@@ -34,7 +34,7 @@ sys.path.insert(0, str(BENCH))
 
 import psutil  # type: ignore[import-untyped]  # noqa: E402
 import Pyro5.api  # noqa: E402
-from run import Procs, _cpus, pyro_proxy, ro_proxy  # noqa: E402
+from run import Procs, pin_client, pyro_proxy, ro_proxy  # noqa: E402
 
 #: What perf counts per process: (event, column name).
 EVENTS = (
@@ -159,9 +159,7 @@ def main() -> None:
     parser.add_argument("--threads", default="16,64", help="thread counts, comma-separated")
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
-    server_cpus, client_cpus = _cpus()
-    if client_cpus:
-        os.sched_setaffinity(0, client_cpus)
+    server_cpus, _ = pin_client()
     perf = perf_usable()
     procs = Procs()
     try:
