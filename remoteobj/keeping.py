@@ -94,12 +94,21 @@ class KeptSet(Generic[C]):
             except FileExistsError:  # a descriptor number reused before its removal
                 self._poller.modify(fd, select.POLLIN)
 
-    def discard(self, fd: int) -> None:
-        """Stop watching ``fd`` (if watched)."""
+    def discard(self, fd: int) -> list[Message]:
+        """Stop watching ``fd`` (if watched); its connection's queued requests, taken
+        off the queue in order (they are not to run here)."""
         with self.lock:
-            if self.conns.pop(fd, None) is not None:
-                with contextlib.suppress(OSError, ValueError, KeyError):  # closed already
-                    self._poller.unregister(fd)
+            conn = self.conns.pop(fd, None)
+            if conn is None:
+                return []
+            with contextlib.suppress(OSError, ValueError, KeyError):  # closed already
+                self._poller.unregister(fd)
+            if not self.queue:
+                return []
+            mine = [msg for c, msg in self.queue if c is conn]
+            if mine:
+                self.queue = collections.deque(item for item in self.queue if item[0] is not conn)
+            return mine
 
     def push(self, conn: C, msgs: list[Message]) -> None:
         """Queue requests read from ``conn`` (the worker runs them in order)."""
@@ -110,16 +119,6 @@ class KeptSet(Generic[C]):
         """The oldest queued request, taken off the queue (``None``: none)."""
         with self.lock:
             return self.queue.popleft() if self.queue else None
-
-    def take(self, conn: C) -> list[Message]:
-        """Take ``conn``'s queued requests off the queue (it leaves the set), in order."""
-        with self.lock:
-            if not self.queue:
-                return []
-            mine = [msg for c, msg in self.queue if c is conn]
-            if mine:
-                self.queue = collections.deque(item for item in self.queue if item[0] is not conn)
-            return mine
 
     def wait(self, timeout: float, *, spin: bool) -> list[tuple[int, int]]:
         """The ``(fd, events)`` ready within ``timeout`` seconds (``[]``: none).

@@ -949,8 +949,7 @@ class Server:
         if (kept := conn.kept_by) is None:
             return []
         conn.kept_by = None
-        kept.discard(conn.fd)
-        return kept.take(conn)
+        return kept.discard(conn.fd)
 
     def _release_all(self, kept: KeptSet[Connection]) -> None:
         """Give every connection of ``kept`` back to the loop."""
@@ -963,8 +962,8 @@ class Server:
         """Read and run the calls of the connections in ``kept`` until all went back.
 
         Each connection goes back to the loop once idle for ``worker_linger``
-        (or its frame is overdue), on anything but a single synchronous call,
-        or when its call was slow among others. Once requests come while
+        (or its frame is overdue), on anything but synchronous calls, or when
+        its call was slow among others (or before its own queued calls). Once requests come while
         waiting (callers back to back), and while no other call runs, the
         worker busy-polls before it sleeps: a CPU left idle would have to be
         woken for the next request.

@@ -108,12 +108,17 @@ def test_queued_requests_come_out_in_the_order_they_were_read() -> None:
     assert taken == [("one", 1), ("one", 2), ("two", 7), ("one", 3)]
 
 
-def test_taking_a_connections_queued_requests_leaves_the_others_in_order() -> None:
+def test_a_discarded_member_takes_its_queued_requests_and_leaves_the_others_in_order(
+    pipes: list[tuple[int, int]],
+) -> None:
     kept: KeptSet[str] = KeptSet(0.0)
+    (r1, _), (r2, _) = pipes[:2]
+    kept.add(r1, "one")
+    kept.add(r2, "two")
     kept.push("one", _requests(1))
     kept.push("two", _requests(7, 8))
     kept.push("one", _requests(2))
-    assert [msg.seq for msg in kept.take("one")] == [1, 2]
-    assert kept.take("one") == []
+    assert [msg.seq for msg in kept.discard(r1)] == [1, 2]
+    assert kept.discard(r1) == []
     assert [(c, m.seq) for c, m in iter(kept.pop, None)] == [("two", 7), ("two", 8)]
-    assert kept.take("two") == []
+    assert kept.discard(r2) == []
