@@ -196,10 +196,7 @@ def test_an_idle_connection_in_a_busy_workers_set_goes_back_and_idles_out(
         try:
             wait_for(lambda: callers.calls() >= 400, timeout=30, message="calls")
             with RawConn(port) as idle:
-                idle.connect()
-                for seq in range(1, 30):  # back to back: kept, beside the busy callers
-                    idle.invoke("echo", (seq,), seq=seq)
-                    assert idle.read() is not None
+                connect_back_to_back(idle)  # kept, beside the busy callers
                 started = time.monotonic()
                 # Kept for good, no idle timeout would ever close it.
                 assert idle.closed_within(1.0 + IDLE_IN_BUSY_SET + 2.0)
@@ -280,14 +277,19 @@ def test_calls_pipelined_by_threads_sharing_a_proxy_run_in_one_worker_thread(
     assert switches <= 0.12 * len(names)
 
 
+def connect_back_to_back(conn: RawConn) -> None:
+    """Shake hands, then call back to back: the daemon's workers keep the connection."""
+    conn.connect()
+    for seq in range(1, 30):
+        conn.invoke("echo", (seq,), seq=seq)
+        assert conn.read() is not None
+
+
 def pipelined_to_a_kept_connection(port: int, frames: list[bytes]) -> dict[int, Any]:
     """Send ``frames`` at once (one read for the daemon) on a connection that a worker
     keeps; each reply's seq -> (seconds after sending, the reply's value)."""
     with RawConn(port) as conn:
-        conn.connect()
-        for seq in range(1, 30):  # back to back: kept by a worker
-            conn.invoke("echo", (seq,), seq=seq)
-            assert conn.read() is not None
+        connect_back_to_back(conn)
         sent = time.monotonic()
         conn.send(b"".join(frames))
         replies = {}
