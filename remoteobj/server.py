@@ -916,9 +916,11 @@ class Server:
                 else:
                     chosen = new = KeptSet[Connection](self.config.request_spin)
                 new.solo = not quick
-                if not self._kept_sets:
-                    self._later(self._watchdog_wake.set)  # the steal watchdog runs while sets exist
                 self._kept_sets.append(new)
+                if len(self._kept_sets) == 1:
+                    # The steal watchdog runs while sets exist. Woken only once the set is
+                    # listed: woken before, it could find no set and sleep on (0.25 s).
+                    self._later(self._watchdog_wake.set)
             conn.owner = WORKER
             conn.last_active = now
             conn.kept_by = chosen
